@@ -1,0 +1,63 @@
+//! Helpers shared by the end-to-end tests in `tests/tests/`.
+//!
+//! The tests drive real tools (cfn-lint, checkov, cfn-guard, SAM CLI,
+//! cargo-lambda, moto) that `scripts/setup-tools.sh` installs under `.tools/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The repository root (the workspace that holds this crate).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits inside the repository")
+        .to_path_buf()
+}
+
+/// Path to a tool installed by `scripts/setup-tools.sh`, looked up in
+/// `.tools/venv/bin`, `.tools/checkov-venv/bin` and `.tools/cargo/bin`.
+///
+/// Panics with the command to run when the tool is missing, so a test never
+/// passes by skipping the check it exists for.
+pub fn tool(name: &str) -> PathBuf {
+    let tools = repo_root().join(".tools");
+    for dir in ["venv/bin", "checkov-venv/bin", "cargo/bin"] {
+        let candidate = tools.join(dir).join(name);
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!("{name} is not installed under .tools/: run scripts/setup-tools.sh first");
+}
+
+/// A `Command` for a tool from `.tools/`, with the tool venv's `bin/` first on
+/// `PATH` (cargo-lambda finds zig through the venv's python, SAM finds
+/// cargo-lambda on `PATH`).
+pub fn tool_command(name: &str) -> Command {
+    let mut cmd = Command::new(tool(name));
+    cmd.env("PATH", tools_path());
+    cmd
+}
+
+/// `PATH` with the tool directories in front of the inherited one.
+pub fn tools_path() -> String {
+    let tools = repo_root().join(".tools");
+    let mut parts: Vec<String> = ["venv/bin", "cargo/bin"]
+        .iter()
+        .map(|d| tools.join(d).display().to_string())
+        .collect();
+    if let Ok(path) = std::env::var("PATH") {
+        parts.push(path);
+    }
+    parts.join(":")
+}
+
+/// Runs a command to completion and returns (success, stdout + stderr).
+pub fn run(cmd: &mut Command) -> (bool, String) {
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("could not start {cmd:?}: {e}"));
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
