@@ -1,5 +1,7 @@
 //! Logging: JSON lines on Lambda (CloudWatch), readable text on a terminal.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber. `RUST_LOG` overrides the default `info`.
@@ -15,7 +17,10 @@ pub fn init(on_lambda: bool) {
             .with_target(false)
             .try_init()
     } else {
-        builder.with_target(false).try_init()
+        builder
+            .with_target(false)
+            .with_ansi(std::io::stdout().is_terminal())
+            .try_init()
     };
     // A subscriber already set (tests) is fine.
     let _ = result;
