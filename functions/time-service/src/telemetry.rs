@@ -1,13 +1,26 @@
 //! Logging: JSON lines on Lambda (CloudWatch), readable text on a terminal.
+//!
+//! The level comes from `RUST_LOG` as a plain level (`error`, `warn`, `info`,
+//! `debug`, `trace`, `off`; default `info`). tracing-subscriber's per-target
+//! `EnvFilter` is left out on purpose: it pulls in the regex engine, about a
+//! third of this function's deployment zip.
 
 use std::io::IsTerminal;
+use std::str::FromStr;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
 
-/// Installs the global subscriber. `RUST_LOG` overrides the default `info`.
+/// The level `RUST_LOG` asks for, or `info` when unset or unreadable.
+pub fn level_from(rust_log: Option<&str>) -> LevelFilter {
+    rust_log
+        .and_then(|v| LevelFilter::from_str(v.trim()).ok())
+        .unwrap_or(LevelFilter::INFO)
+}
+
+/// Installs the global subscriber.
 pub fn init(on_lambda: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let level = level_from(std::env::var("RUST_LOG").ok().as_deref());
+    let builder = tracing_subscriber::fmt().with_max_level(level);
     let result = if on_lambda {
         // Lambda adds its own timestamp and request id to each line.
         builder
@@ -24,4 +37,22 @@ pub fn init(on_lambda: bool) {
     };
     // A subscriber already set (tests) is fine.
     let _ = result;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_level_defaults_to_info() {
+        assert_eq!(level_from(None), LevelFilter::INFO);
+        assert_eq!(level_from(Some("chatty")), LevelFilter::INFO);
+    }
+
+    #[test]
+    fn log_level_follows_rust_log() {
+        assert_eq!(level_from(Some("debug")), LevelFilter::DEBUG);
+        assert_eq!(level_from(Some("off")), LevelFilter::OFF);
+        assert_eq!(level_from(Some(" WARN ")), LevelFilter::WARN);
+    }
 }
