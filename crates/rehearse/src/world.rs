@@ -1,0 +1,243 @@
+//! The local "AWS account": deployed stacks, functions by name, and the
+//! CodePipeline jobs waiting for a result. The local endpoint answers the
+//! functions' AWS calls from here; the pipeline executor fills it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::oneshot;
+
+use crate::ids;
+use crate::runtime::{FunctionError, FunctionHost};
+
+/// What DescribeStacks tells about a local stack.
+#[derive(Debug, Clone)]
+pub struct StackRecord {
+    pub name: String,
+    pub stack_id: String,
+    pub created: DateTime<Utc>,
+    pub updated: Option<DateTime<Utc>>,
+    pub status: String,
+    pub parameters: BTreeMap<String, String>,
+    pub outputs: BTreeMap<String, String>,
+}
+
+impl StackRecord {
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            stack_id: format!(
+                "arn:aws:cloudformation:{}:{}:stack/{name}/{}",
+                ids::REGION,
+                ids::ACCOUNT_ID,
+                ids::uuid()
+            ),
+            created: Utc::now(),
+            updated: None,
+            status: "CREATE_COMPLETE".to_string(),
+            parameters: BTreeMap::new(),
+            outputs: BTreeMap::new(),
+        }
+    }
+}
+
+/// The result a function reported for a CodePipeline job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobResult {
+    Succeeded {
+        summary: Option<String>,
+    },
+    Failed {
+        /// `failureDetails.type`: JobFailed, ConfigurationError, ...
+        kind: String,
+        message: String,
+    },
+}
+
+/// Why a job report is refused, with the AWS error code it maps to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobReportError {
+    #[error("JobNotFoundException: no job with id {0} was started by this rehearsal")]
+    NotFound(String),
+    #[error(
+        "InvalidJobStateException: job {0} is no longer in progress (it already has a result or timed out)"
+    )]
+    NotInProgress(String),
+}
+
+/// A function invocation that failed in the background (`InvocationType: Event`).
+#[derive(Debug, Clone)]
+pub struct AsyncFailure {
+    pub function: String,
+    pub error: FunctionError,
+}
+
+#[derive(Default)]
+pub struct World {
+    stacks: RwLock<BTreeMap<String, StackRecord>>,
+    functions: RwLock<HashMap<String, Arc<FunctionHost>>>,
+    jobs: Mutex<HashMap<String, Option<oneshot::Sender<JobResult>>>>,
+    async_failures: Mutex<Vec<AsyncFailure>>,
+}
+
+impl World {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    pub fn put_stack(&self, record: StackRecord) {
+        self.stacks
+            .write()
+            .expect("stacks poisoned")
+            .insert(record.name.clone(), record);
+    }
+
+    pub fn remove_stack(&self, name: &str) -> Option<StackRecord> {
+        self.stacks.write().expect("stacks poisoned").remove(name)
+    }
+
+    /// A stack by name or stack id, as DescribeStacks accepts either.
+    pub fn stack(&self, name_or_id: &str) -> Option<StackRecord> {
+        let stacks = self.stacks.read().expect("stacks poisoned");
+        stacks
+            .get(name_or_id)
+            .or_else(|| stacks.values().find(|s| s.stack_id == name_or_id))
+            .cloned()
+    }
+
+    pub fn stacks(&self) -> Vec<StackRecord> {
+        self.stacks
+            .read()
+            .expect("stacks poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn put_function(&self, host: Arc<FunctionHost>) {
+        self.functions
+            .write()
+            .expect("functions poisoned")
+            .insert(host.name().to_string(), host);
+    }
+
+    pub fn remove_function(&self, name: &str) -> Option<Arc<FunctionHost>> {
+        self.functions
+            .write()
+            .expect("functions poisoned")
+            .remove(name)
+    }
+
+    /// A function by name, partial ARN or ARN.
+    pub fn function(&self, name_or_arn: &str) -> Option<Arc<FunctionHost>> {
+        self.functions
+            .read()
+            .expect("functions poisoned")
+            .get(ids::function_name_from(name_or_arn))
+            .cloned()
+    }
+
+    /// Registers a new job and returns where its result will arrive.
+    pub fn start_job(&self, id: &str) -> oneshot::Receiver<JobResult> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .lock()
+            .expect("jobs poisoned")
+            .insert(id.to_string(), Some(tx));
+        rx
+    }
+
+    /// Ends a job that got no result in time: later reports are refused.
+    pub fn expire_job(&self, id: &str) {
+        if let Some(slot) = self.jobs.lock().expect("jobs poisoned").get_mut(id) {
+            slot.take();
+        }
+    }
+
+    /// Records a job's result (PutJobSuccessResult / PutJobFailureResult).
+    pub fn report_job(&self, id: &str, result: JobResult) -> Result<(), JobReportError> {
+        let mut jobs = self.jobs.lock().expect("jobs poisoned");
+        let slot = jobs
+            .get_mut(id)
+            .ok_or_else(|| JobReportError::NotFound(id.to_string()))?;
+        let sender = slot
+            .take()
+            .ok_or_else(|| JobReportError::NotInProgress(id.to_string()))?;
+        // The waiter may have gone (the action was cancelled): the job is
+        // still finished as far as CodePipeline is concerned.
+        let _ = sender.send(result);
+        Ok(())
+    }
+
+    pub fn record_async_failure(&self, failure: AsyncFailure) {
+        self.async_failures
+            .lock()
+            .expect("failures poisoned")
+            .push(failure);
+    }
+
+    /// Background invocation failures recorded since `since` (an index
+    /// returned by [`World::async_failure_mark`]).
+    pub fn async_failures_since(&self, since: usize) -> Vec<AsyncFailure> {
+        let failures = self.async_failures.lock().expect("failures poisoned");
+        failures.get(since..).unwrap_or_default().to_vec()
+    }
+
+    pub fn async_failure_mark(&self) -> usize {
+        self.async_failures.lock().expect("failures poisoned").len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_takes_exactly_one_report() {
+        let world = World::new();
+        let mut rx = world.start_job("j1");
+        world
+            .report_job("j1", JobResult::Succeeded { summary: None })
+            .unwrap();
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            JobResult::Succeeded { summary: None }
+        );
+        assert_eq!(
+            world.report_job("j1", JobResult::Succeeded { summary: None }),
+            Err(JobReportError::NotInProgress("j1".into()))
+        );
+    }
+
+    #[test]
+    fn reports_for_unknown_jobs_are_refused() {
+        let world = World::new();
+        assert_eq!(
+            world.report_job("nope", JobResult::Succeeded { summary: None }),
+            Err(JobReportError::NotFound("nope".into()))
+        );
+    }
+
+    #[test]
+    fn an_expired_job_refuses_late_reports() {
+        let world = World::new();
+        let _rx = world.start_job("j2");
+        world.expire_job("j2");
+        assert!(matches!(
+            world.report_job("j2", JobResult::Succeeded { summary: None }),
+            Err(JobReportError::NotInProgress(_))
+        ));
+    }
+
+    #[test]
+    fn stacks_are_found_by_name_or_id() {
+        let world = World::new();
+        let record = StackRecord::new("svc-beta");
+        let id = record.stack_id.clone();
+        world.put_stack(record);
+        assert_eq!(world.stack("svc-beta").unwrap().stack_id, id);
+        assert_eq!(world.stack(&id).unwrap().name, "svc-beta");
+        assert!(world.stack("svc-gamma").is_none());
+    }
+}
