@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# The one build of this repository: buildspec.yml (CodeBuild) and the local
+# rehearsal both run it, so what is rehearsed is what ships.
+#
+#   scripts/build.sh --arch <arm64|x86_64> --out DIR [--s3-bucket BUCKET [--s3-prefix PREFIX]]
+#
+# 1. Finds every function of app-sam.yaml, test-sam.yaml and pipeline.yaml
+#    (AWS::Serverless::Function with Metadata BuildMethod rust-cargolambda and
+#    BuildProperties Binary).
+# 2. Builds all their binaries in release mode for ARCH with one
+#    `cargo lambda build` (cross-compiling with zig), into
+#    $CARGO_TARGET_DIR/lambda-ARCH (default target dir: the repository's
+#    target/, shared with every other build). One directory per architecture,
+#    so an arm64 and an x86_64 build running at the same time cannot swap
+#    binaries; each bootstrap's ELF machine is checked anyway.
+# 3. Copies each binary to DIR/functions/<binary>/bootstrap and writes
+#    DIR/packaged-{app,test,pipeline}.yaml with each function's CodeUri set to
+#    functions/<binary> (relative to DIR) and Architectures set to [ARCH].
+#    The templates say arm64; --arch x86_64 exists for rehearsing on an
+#    x86_64 machine, where the functions then run natively.
+# 4. With --s3-bucket, those local templates are kept as DIR/local-*.yaml
+#    and `sam package` uploads the function zips to s3://BUCKET/PREFIX,
+#    writing DIR/packaged-*.yaml with S3 CodeUris (what CodePipeline deploys).
+#
+# We build with cargo-lambda directly rather than `sam build`: one cargo
+# invocation compiles the shared dependencies once for all functions, the
+# architecture is a flag instead of a rewritten copy of each template, and
+# the per-architecture output directory avoids the race above. `sam build`
+# still works on each template (the Metadata above is what it reads).
+#
+# Tools come from .tools/ (scripts/setup-tools.sh): cargo-lambda and zig from
+# .tools/venv/bin, which goes first on PATH; `sam` only with --s3-bucket.
+set -euo pipefail
+
+usage() {
+  echo "usage: $0 --arch <arm64|x86_64> --out DIR [--s3-bucket BUCKET [--s3-prefix PREFIX]]" >&2
+  exit 2
+}
+
+ARCH="" OUT="" BUCKET="" PREFIX=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --arch) ARCH=${2:-}; shift 2 || usage ;;
+    --out) OUT=${2:-}; shift 2 || usage ;;
+    --s3-bucket) BUCKET=${2:-}; shift 2 || usage ;;
+    --s3-prefix) PREFIX=${2:-}; shift 2 || usage ;;
+    -h|--help) usage ;;
+    *) echo "build.sh: unknown argument $1" >&2; usage ;;
+  esac
+done
+case "$ARCH" in
+  arm64) CARGO_LAMBDA_ARCH=--arm64 ;;
+  x86_64) CARGO_LAMBDA_ARCH=--x86-64 ;;
+  *) usage ;;
+esac
+[ -n "$OUT" ] || usage
+[ -z "$PREFIX" ] || [ -n "$BUCKET" ] || { echo "build.sh: --s3-prefix needs --s3-bucket" >&2; exit 2; }
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TOOLS=$ROOT/.tools
+[ -x "$TOOLS/venv/bin/cargo-lambda" ] || { echo "build.sh: run scripts/setup-tools.sh first" >&2; exit 1; }
+export PATH="$TOOLS/venv/bin:$PATH"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+PY=$TOOLS/venv/bin/python
+
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+LAMBDA_DIR=$CARGO_TARGET_DIR/lambda-$ARCH
+KINDS=(app test pipeline)
+declare -A TEMPLATE=([app]=app-sam.yaml [test]=test-sam.yaml [pipeline]=pipeline.yaml)
+
+# Template work in Python with SAM CLI's own YAML helpers, which keep the
+# short-form intrinsic tags intact on the way in (written back in long form).
+templates() {
+  "$PY" - "$@" <<'PY'
+import os, sys
+from samcli.yamlhelper import yaml_parse, yaml_dump
+
+def functions(template):
+    for logical_id, res in (template.get("Resources") or {}).items():
+        if res.get("Type") != "AWS::Serverless::Function":
+            continue
+        meta = res.get("Metadata") or {}
+        binary = (meta.get("BuildProperties") or {}).get("Binary")
+        if meta.get("BuildMethod") != "rust-cargolambda" or not binary:
+            sys.exit(f"build.sh: function {logical_id} has no Metadata BuildMethod "
+                     "rust-cargolambda with BuildProperties Binary")
+        yield res, binary
+
+command, *args = sys.argv[1:]
+if command == "binaries":          # binaries TEMPLATE...
+    names = set()
+    for path in args:
+        with open(path) as f:
+            names.update(b for _, b in functions(yaml_parse(f.read())))
+    print("\n".join(sorted(names)))
+elif command == "write":           # write SRC DEST ARCH
+    src, dest, arch = args
+    with open(src) as f:
+        template = yaml_parse(f.read())
+    for res, binary in functions(template):
+        props = res.setdefault("Properties", {})
+        props["CodeUri"] = f"functions/{binary}"
+        props["Architectures"] = [arch]
+    with open(dest, "w") as f:
+        f.write(yaml_dump(template))
+elif command == "elf-machine":     # elf-machine FILE -> arm64 | x86_64 | other
+    with open(args[0], "rb") as f:
+        head = f.read(20)
+    machine = int.from_bytes(head[18:20], "little") if head[:4] == b"\x7fELF" else None
+    print({183: "arm64", 62: "x86_64"}.get(machine, f"other({machine})"))
+PY
+}
+
+for kind in "${KINDS[@]}"; do
+  [ -f "$ROOT/${TEMPLATE[$kind]}" ] || { echo "build.sh: ${TEMPLATE[$kind]} is missing" >&2; exit 1; }
+done
+
+binaries=$(templates binaries "$ROOT/app-sam.yaml" "$ROOT/test-sam.yaml" "$ROOT/pipeline.yaml")
+mapfile -t BINARIES < <(printf '%s\n' "$binaries" | sed '/^$/d')
+[ ${#BINARIES[@]} -gt 0 ] || { echo "build.sh: no functions found" >&2; exit 1; }
+
+echo "build.sh: building ${BINARIES[*]} for $ARCH (release)"
+start=$SECONDS
+bin_args=()
+for b in "${BINARIES[@]}"; do bin_args+=(--bin "$b"); done
+(cd "$ROOT" && cargo lambda build --release "$CARGO_LAMBDA_ARCH" --lambda-dir "$LAMBDA_DIR" "${bin_args[@]}")
+echo "build.sh: compiled in $((SECONDS - start)) s"
+
+rm -rf "$OUT/functions"
+for b in "${BINARIES[@]}"; do
+  src=$LAMBDA_DIR/$b/bootstrap
+  machine=$(templates elf-machine "$src")
+  [ "$machine" = "$ARCH" ] || { echo "build.sh: $src is $machine, not $ARCH" >&2; exit 1; }
+  mkdir -p "$OUT/functions/$b"
+  cp "$src" "$OUT/functions/$b/bootstrap"
+  echo "build.sh: functions/$b/bootstrap ($ARCH, $(stat -c %s "$src") bytes)"
+done
+
+for kind in "${KINDS[@]}"; do
+  src=$ROOT/${TEMPLATE[$kind]}
+  if [ -z "$BUCKET" ]; then
+    templates write "$src" "$OUT/packaged-$kind.yaml" "$ARCH"
+  else
+    templates write "$src" "$OUT/local-$kind.yaml" "$ARCH"
+    # --force-upload re-uploads unchanged zips too, so their age in the bucket
+    # (whose lifecycle expires old objects) starts again with every build.
+    prefix_args=()
+    [ -z "$PREFIX" ] || prefix_args=(--s3-prefix "$PREFIX")
+    sam package --template-file "$OUT/local-$kind.yaml" \
+      --s3-bucket "$BUCKET" "${prefix_args[@]}" \
+      --force-upload --no-progressbar \
+      --output-template-file "$OUT/packaged-$kind.yaml"
+  fi
+  echo "build.sh: wrote $OUT/packaged-$kind.yaml"
+done
