@@ -1,0 +1,217 @@
+//! scripts/build.sh, the build buildspec.yml runs in CodeBuild, run here up
+//! to (not including) the S3 upload: `--arch arm64 --out DIR` must leave an
+//! aarch64 Linux `bootstrap` for every function of every packaged template.
+//!
+//! The release arm64 build takes minutes, so every test here shares one
+//! build (the first test to need it runs it; the others wait).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use cfn_template::Template;
+use serde_json::json;
+
+const KINDS: [(&str, &str); 3] = [
+    ("app", "app-sam.yaml"),
+    ("test", "test-sam.yaml"),
+    ("pipeline", "pipeline.yaml"),
+];
+
+/// ELF `e_machine` of AArch64.
+const EM_AARCH64: u16 = 183;
+
+fn build_script() -> Command {
+    let mut cmd = Command::new("bash");
+    cmd.arg(e2e::repo_root().join("scripts/build.sh"))
+        .env("PATH", e2e::tools_path());
+    cmd
+}
+
+/// The output directory of the one shared `--arch arm64` build.
+fn arm64_build() -> &'static Path {
+    static OUT: OnceLock<tempfile::TempDir> = OnceLock::new();
+    OUT.get_or_init(|| {
+        // Kept under target/ (git-ignored) rather than /tmp: it holds release
+        // binaries and lives as long as the test process.
+        let parent = e2e::repo_root().join("target");
+        std::fs::create_dir_all(&parent).unwrap();
+        let out = tempfile::Builder::new()
+            .prefix("build-script-test-")
+            .tempdir_in(parent)
+            .unwrap();
+        e2e::tool("cargo-lambda"); // panics with the setup command if missing
+        let (ok, log) = e2e::run(
+            build_script()
+                .args(["--arch", "arm64", "--out"])
+                .arg(out.path()),
+        );
+        assert!(ok, "scripts/build.sh --arch arm64 failed:\n{log}");
+        out
+    })
+    .path()
+}
+
+fn packaged(kind: &str) -> Template {
+    let path = arm64_build().join(format!("packaged-{kind}.yaml"));
+    Template::from_path(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn source(file: &str) -> Template {
+    Template::from_path(e2e::repo_root().join(file)).unwrap()
+}
+
+fn functions(t: &Template) -> Vec<String> {
+    t.resources_of_type("AWS::Serverless::Function")
+        .map(|r| r.logical_id().to_string())
+        .collect()
+}
+
+/// Every (template kind, function logical id, bootstrap path) of the build.
+fn bootstraps() -> Vec<(String, String, PathBuf)> {
+    let mut all = Vec::new();
+    for (kind, _) in KINDS {
+        let t = packaged(kind);
+        for f in t.resources_of_type("AWS::Serverless::Function") {
+            let code_uri = f
+                .property("CodeUri")
+                .and_then(|v| v.as_str())
+                .unwrap_or_else(|| panic!("{kind}: {} has a CodeUri string", f.logical_id()));
+            all.push((
+                kind.to_string(),
+                f.logical_id().to_string(),
+                arm64_build().join(code_uri).join("bootstrap"),
+            ));
+        }
+    }
+    all
+}
+
+fn elf_machine(path: &Path) -> u16 {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(&bytes[..4], b"\x7fELF", "{} is an ELF file", path.display());
+    assert_eq!(bytes[4], 2, "{} is a 64-bit ELF", path.display());
+    assert_eq!(bytes[5], 1, "{} is little-endian", path.display());
+    u16::from_le_bytes([bytes[18], bytes[19]])
+}
+
+#[test]
+fn writes_the_three_packaged_templates() {
+    for (kind, _) in KINDS {
+        assert!(
+            arm64_build()
+                .join(format!("packaged-{kind}.yaml"))
+                .is_file(),
+            "packaged-{kind}.yaml"
+        );
+    }
+}
+
+#[test]
+fn every_function_of_the_sources_is_in_its_packaged_template() {
+    for (kind, file) in KINDS {
+        let expected = functions(&source(file));
+        assert!(!expected.is_empty(), "{file} defines functions");
+        assert_eq!(functions(&packaged(kind)), expected, "{kind}");
+    }
+}
+
+#[test]
+fn every_function_has_an_aarch64_linux_bootstrap() {
+    let all = bootstraps();
+    assert!(all.len() >= 3, "app, test and pipeline functions: {all:?}");
+    for (kind, id, bootstrap) in all {
+        assert_eq!(
+            elf_machine(&bootstrap),
+            EM_AARCH64,
+            "{kind}/{id}: {} is built for aarch64",
+            bootstrap.display()
+        );
+    }
+}
+
+#[test]
+fn code_uris_are_directories_inside_the_output_directory() {
+    for (kind, id, bootstrap) in bootstraps() {
+        let dir = bootstrap.parent().unwrap();
+        assert!(
+            dir.starts_with(arm64_build()) && dir != arm64_build(),
+            "{kind}/{id}: CodeUri {} is relative to the output directory",
+            dir.display()
+        );
+    }
+}
+
+#[test]
+fn packaged_functions_declare_arm64() {
+    for (kind, _) in KINDS {
+        for f in packaged(kind).resources_of_type("AWS::Serverless::Function") {
+            assert_eq!(
+                f.property("Architectures"),
+                Some(&json!(["arm64"])),
+                "{kind}/{}",
+                f.logical_id()
+            );
+        }
+    }
+}
+
+#[test]
+fn packaged_templates_keep_everything_but_code_and_architecture() {
+    for (kind, file) in KINDS {
+        let src = source(file);
+        let out = packaged(kind);
+        assert_eq!(
+            out.parameters().map(|p| p.name()).collect::<Vec<_>>(),
+            src.parameters().map(|p| p.name()).collect::<Vec<_>>(),
+            "{kind}"
+        );
+        assert_eq!(
+            out.outputs().map(|o| o.name()).collect::<Vec<_>>(),
+            src.outputs().map(|o| o.name()).collect::<Vec<_>>(),
+            "{kind}"
+        );
+        for r in src.resources() {
+            let built = out.resource(r.logical_id()).unwrap();
+            for (key, value) in r.properties() {
+                if key != "CodeUri" && key != "Architectures" {
+                    assert_eq!(
+                        built.property(key),
+                        Some(value),
+                        "{kind}/{}.{key}",
+                        r.logical_id()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn rejects_an_unknown_architecture_before_building() {
+    let out = tempfile::tempdir().unwrap();
+    let (ok, log) = e2e::run(
+        build_script()
+            .args(["--arch", "sparc", "--out"])
+            .arg(out.path()),
+    );
+    assert!(!ok);
+    assert!(log.contains("usage:"), "{log}");
+    assert_eq!(
+        std::fs::read_dir(out.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
+}
+
+#[test]
+fn rejects_an_s3_prefix_without_a_bucket() {
+    let out = tempfile::tempdir().unwrap();
+    let (ok, log) = e2e::run(
+        build_script()
+            .args(["--arch", "arm64", "--s3-prefix", "p", "--out"])
+            .arg(out.path()),
+    );
+    assert!(!ok);
+    assert!(log.contains("--s3-prefix needs --s3-bucket"), "{log}");
+}
