@@ -4,8 +4,14 @@
 
 pub mod cfn;
 pub mod endpoint;
+pub mod executor;
 pub mod gateway;
 pub mod ids;
+pub mod report;
 pub mod runtime;
+pub mod source;
 pub mod stack;
 pub mod world;
+
+pub use executor::{Options, Rehearsal, RehearsalError};
+pub use report::{RunReport, Status};

@@ -1,1 +1,186 @@
-fn main() {}
+//! `cargo rehearse`: runs this repository's pipeline (pipeline.yaml) on this
+//! machine, stage by stage, with the real function binaries.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use rehearse::report::Printer;
+use rehearse::{Options, Rehearsal, RunReport};
+
+/// Rehearse the CodePipeline pipeline of pipeline.yaml locally: Source, Build,
+/// CloudFormation deploys as local stacks, Lambda test gates, approvals.
+#[derive(Debug, Parser)]
+#[command(name = "cargo rehearse", version)]
+struct Cli {
+    /// The git repository to take commits from (default: the one holding the current directory).
+    #[arg(long)]
+    repo: Option<PathBuf>,
+    /// The commit, tag or branch to rehearse (default: the tip of the Source action's BranchName).
+    #[arg(long)]
+    rev: Option<String>,
+    /// Keep running and rehearse every new commit on the branch, as a push would start the pipeline.
+    #[arg(long)]
+    watch: bool,
+    /// Approve manual approval actions without asking.
+    #[arg(long)]
+    approve: bool,
+    /// Stop before this stage (for example `--until Prod`).
+    #[arg(long, value_name = "STAGE")]
+    until: Option<String>,
+    /// Leave the deployed stages running until Ctrl-C.
+    #[arg(long)]
+    keep: bool,
+    /// Also write the result as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Seconds a Lambda invoke action waits for its job's result.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    job_timeout: u64,
+    /// Override a pipeline.yaml parameter (repeatable), e.g. `--parameter ServiceName=Clock`.
+    #[arg(long = "parameter", value_name = "NAME=VALUE", value_parser = parse_key_value)]
+    parameters: Vec<(String, String)>,
+    /// The pipeline template, relative to the repository.
+    #[arg(long, default_value = "pipeline.yaml")]
+    pipeline: String,
+    /// Architecture to build for (default: this machine's).
+    #[arg(long, value_parser = ["x86_64", "arm64"])]
+    arch: Option<String>,
+    /// Cargo target directory for the build (default: $CARGO_TARGET_DIR or the repository's target/).
+    #[arg(long, env = "CARGO_TARGET_DIR")]
+    target_dir: Option<PathBuf>,
+    /// Where checkouts, artifacts and function logs go (default: <repo>/.rehearsal).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Seconds between checks for new commits with --watch.
+    #[arg(long, default_value_t = 2)]
+    poll_interval: u64,
+    /// Log what the local servers do (on stderr); RUST_LOG works too.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{text:?} is not NAME=VALUE"))
+}
+
+fn repository_root() -> PathBuf {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--show-toplevel"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn write_json(path: &PathBuf, report: &RunReport) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if cli.verbose { "info" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .init();
+
+    let repo = cli.repo.clone().unwrap_or_else(repository_root);
+    let repo = repo.canonicalize().unwrap_or(repo);
+    let mut options = Options::for_repo(&repo);
+    options.rev = cli.rev.clone();
+    options.pipeline_file = cli.pipeline.clone();
+    options.parameters = cli.parameters.iter().cloned().collect::<BTreeMap<_, _>>();
+    options.approve = cli.approve;
+    options.until = cli.until.clone();
+    options.job_timeout = Duration::from_secs(cli.job_timeout);
+    if let Some(arch) = &cli.arch {
+        options.arch = arch.clone();
+    }
+    if let Some(dir) = &cli.target_dir {
+        options.target_dir = dir.clone();
+    }
+    if let Some(dir) = &cli.work_dir {
+        options.work_dir = dir.clone();
+    }
+    options.printer = Printer::default();
+
+    let rehearsal = match Rehearsal::start(options).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rehearse: {e}");
+            return ExitCode::from(2);
+        }
+    };
+
+    let mut last_commit: Option<String> = None;
+    let mut last_ok = true;
+    loop {
+        let commit = match rehearsal.source_commit() {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("rehearse: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        if last_commit.as_deref() != Some(commit.as_str()) {
+            match rehearsal.run(&commit).await {
+                Ok(report) => {
+                    Printer::default().summary(&report);
+                    if let Some(path) = &cli.json
+                        && let Err(e) = write_json(path, &report)
+                    {
+                        eprintln!("rehearse: {e}");
+                    }
+                    last_ok = report.succeeded();
+                }
+                Err(e) => {
+                    eprintln!("rehearse: {e}");
+                    if !cli.watch {
+                        rehearsal.shutdown().await;
+                        return ExitCode::from(2);
+                    }
+                    last_ok = false;
+                }
+            }
+            last_commit = Some(commit);
+            if cli.watch {
+                println!("Watching for new commits (Ctrl-C to stop)...");
+            }
+        }
+        if !cli.watch {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = tokio::time::sleep(Duration::from_secs(cli.poll_interval)) => {}
+        }
+    }
+
+    if cli.keep && !cli.watch {
+        let urls = rehearsal.urls().await;
+        if !urls.is_empty() {
+            println!(
+                "Stages stay up until Ctrl-C; try: curl {}time",
+                urls.values().next().map(String::as_str).unwrap_or_default()
+            );
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    rehearsal.shutdown().await;
+    if last_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

@@ -72,7 +72,7 @@ struct FunctionSpec {
 }
 
 const API_TYPES: [&str; 2] = ["AWS::Serverless::HttpApi", "AWS::Serverless::Api"];
-const FUNCTION_TYPES: [&str; 2] = ["AWS::Serverless::Function", "AWS::Lambda::Function"];
+pub(crate) const FUNCTION_TYPES: [&str; 2] = ["AWS::Serverless::Function", "AWS::Lambda::Function"];
 
 impl Deployer {
     pub fn new(world: Arc<World>, endpoint_url: String, log_dir: PathBuf) -> Self {
@@ -271,12 +271,20 @@ impl Deployer {
                 {
                     continue;
                 }
-                let value =
-                    ctx.resolve_string(&output["Value"], &format!("Outputs.{name}.Value"))?;
-                outputs.insert(
-                    name.clone(),
-                    localize_urls(&value, &api_kinds, base_url.as_deref()),
-                );
+                // An output that needs a resource the rehearsal does not run
+                // (a repository's clone URL, say) is left out, as a stack
+                // without it would be: a consumer then reports it missing.
+                match ctx.resolve_string(&output["Value"], &format!("Outputs.{name}.Value")) {
+                    Ok(value) => {
+                        outputs.insert(
+                            name.clone(),
+                            localize_urls(&value, &api_kinds, base_url.as_deref()),
+                        );
+                    }
+                    Err(error) => {
+                        tracing::info!(stack = stack_name, output = %name, %error, "output left out: no local value");
+                    }
+                }
             }
         }
 
@@ -609,7 +617,7 @@ fn merged_properties(properties: &Value, globals: &Value) -> Map<String, Value> 
 }
 
 /// A CloudFormation-style generated physical name.
-fn generated_name(stack_name: &str, logical_id: &str) -> String {
+pub(crate) fn generated_name(stack_name: &str, logical_id: &str) -> String {
     let suffix = ids::stable_suffix(&format!("{stack_name}/{logical_id}"), 12);
     let mut name = format!("{stack_name}-{logical_id}");
     name.truncate(64 - 13);

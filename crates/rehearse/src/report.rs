@@ -1,0 +1,211 @@
+//! What the user sees: a line per action as it starts and ends, the summary
+//! each gate reported, a table of stages at the end, and the same result as
+//! JSON (`--json`).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Status {
+    Succeeded,
+    Failed,
+    /// Not run because an earlier stage failed or `--until` stopped before it.
+    NotRun,
+}
+
+impl Status {
+    fn label(self) -> &'static str {
+        match self {
+            Status::Succeeded => "Succeeded",
+            Status::Failed => "Failed",
+            Status::NotRun => "Not run",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionReport {
+    pub name: String,
+    pub category: String,
+    pub provider: String,
+    pub status: Status,
+    pub duration_ms: u64,
+    /// What the action did (the stack deployed, the gate's summary, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StageReport {
+    pub name: String,
+    pub status: Status,
+    pub duration_ms: u64,
+    pub actions: Vec<ActionReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedAction {
+    pub stage: String,
+    pub action: String,
+    pub reason: String,
+}
+
+/// The result of one pipeline execution.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunReport {
+    pub pipeline: String,
+    pub commit: String,
+    pub subject: String,
+    pub status: Status,
+    pub duration_ms: u64,
+    pub stages: Vec<StageReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_action: Option<FailedAction>,
+    /// `--until`: the stage the run stopped before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_before: Option<String>,
+    /// API base URLs of the running stacks, by stack name.
+    pub urls: BTreeMap<String, String>,
+}
+
+impl RunReport {
+    pub fn succeeded(&self) -> bool {
+        self.status == Status::Succeeded
+    }
+
+    pub fn stage(&self, name: &str) -> Option<&StageReport> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+}
+
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn seconds(ms: u64) -> String {
+    format!("{:.1} s", ms as f64 / 1000.0)
+}
+
+fn clock() -> String {
+    chrono::Local::now().format("%H:%M:%S").to_string()
+}
+
+/// Prints progress lines. Writes go to stdout (the rehearsal's output), so
+/// logs on stderr do not interleave with them in a pipe.
+#[derive(Debug, Clone, Default)]
+pub struct Printer {
+    pub quiet: bool,
+}
+
+impl Printer {
+    fn line(&self, text: &str) {
+        if !self.quiet {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{text}");
+            let _ = out.flush();
+        }
+    }
+
+    pub fn run_start(&self, pipeline: &str, commit: &str, subject: &str) {
+        self.line(&format!(
+            "[{}] Rehearsing pipeline {pipeline} at {} ({subject})",
+            clock(),
+            &commit[..commit.len().min(12)]
+        ));
+    }
+
+    pub fn action_start(&self, stage: &str, action: &str, provider: &str) {
+        self.line(&format!(
+            "[{}] ▶ {stage}/{action} ({provider}) started",
+            clock()
+        ));
+    }
+
+    pub fn action_end(&self, stage: &str, report: &ActionReport) {
+        let took = seconds(report.duration_ms);
+        match report.status {
+            Status::Succeeded => {
+                let detail = report
+                    .summary
+                    .as_deref()
+                    .map(|s| format!(": {s}"))
+                    .unwrap_or_default();
+                self.line(&format!(
+                    "[{}] ✔ {stage}/{} succeeded in {took}{detail}",
+                    clock(),
+                    report.name
+                ));
+            }
+            _ => self.line(&format!(
+                "[{}] ✘ {stage}/{} failed after {took}: {}",
+                clock(),
+                report.name,
+                report.error.as_deref().unwrap_or("unknown error")
+            )),
+        }
+    }
+
+    pub fn note(&self, text: &str) {
+        self.line(&format!("[{}]   {text}", clock()));
+    }
+
+    pub fn stopped_before(&self, stage: &str) {
+        self.line(&format!(
+            "[{}] ■ stopping before stage {stage} (--until)",
+            clock()
+        ));
+    }
+
+    /// The final table, the failure and the URLs.
+    pub fn summary(&self, report: &RunReport) {
+        let width = report
+            .stages
+            .iter()
+            .map(|s| s.name.len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
+        let mut text = format!("\n{:<width$}  {:<10}  {:>8}\n", "Stage", "Result", "Time");
+        for stage in &report.stages {
+            text += &format!(
+                "{:<width$}  {:<10}  {:>8}\n",
+                stage.name,
+                stage.status.label(),
+                if stage.status == Status::NotRun {
+                    "-".to_string()
+                } else {
+                    seconds(stage.duration_ms)
+                }
+            );
+        }
+        text += &format!(
+            "{:<width$}  {:<10}  {:>8}\n",
+            "Total",
+            report.status.label(),
+            seconds(report.duration_ms)
+        );
+        if let Some(failed) = &report.failed_action {
+            text += &format!(
+                "\nFAILED: {}/{}: {}\n",
+                failed.stage, failed.action, failed.reason
+            );
+        }
+        if !report.urls.is_empty() {
+            text += "\nRunning stages:\n";
+            for (stack, url) in &report.urls {
+                text += &format!("  {stack:<24} {url}\n");
+            }
+        }
+        self.line(text.trim_end());
+    }
+}

@@ -1,0 +1,675 @@
+//! The Runtime API, the API gateway and the local AWS endpoint, driven by a
+//! real `lambda_runtime` function and by the official AWS SDK.
+//!
+//! The test function is this test binary itself: started with
+//! `REHEARSE_FAKE_FUNCTION=<behaviour>`, its ignored `fake_function_main`
+//! entry point runs a `lambda_runtime` handler with that behaviour, so the
+//! servers are exercised by the same client library the real functions use.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use bytes::Bytes;
+use lambda_runtime::{LambdaEvent, service_fn};
+use rehearse::endpoint::Endpoint;
+use rehearse::gateway::{ApiKind, Gateway, Route};
+use rehearse::runtime::{FunctionConfig, FunctionHost};
+use rehearse::world::{JobResult, StackRecord, World};
+use serde_json::{Value, json};
+
+// ------------------------------------------------------------------ the fake function
+
+/// Entry point of the fake function processes (not a test: it does nothing
+/// unless started by `fake()` below with `REHEARSE_FAKE_FUNCTION` set).
+#[test]
+#[ignore = "entry point of the fake function process, started by the other tests"]
+fn fake_function_main() {
+    let Ok(behaviour) = std::env::var("REHEARSE_FAKE_FUNCTION") else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async move {
+        if behaviour == "init_error" {
+            let api = std::env::var("AWS_LAMBDA_RUNTIME_API").unwrap();
+            let _ = reqwest::Client::new()
+                .post(format!("http://{api}/2018-06-01/runtime/init/error"))
+                .header("lambda-runtime-function-error-type", "Runtime.ConfigError")
+                .body(r#"{"errorType":"Runtime.ConfigError","errorMessage":"missing STAGE"}"#)
+                .send()
+                .await;
+            std::process::exit(1);
+        }
+        let behaviour = Arc::new(behaviour);
+        lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+            let behaviour = behaviour.clone();
+            async move { handle(&behaviour, event).await }
+        }))
+        .await
+        .unwrap();
+    });
+}
+
+async fn sdk_config() -> aws_config::SdkConfig {
+    // Everything comes from the environment the rehearsal gives a function
+    // (AWS_ENDPOINT_URL, AWS_REGION, the fake credentials).
+    aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::disabled())
+        .load()
+        .await
+}
+
+async fn handle(
+    behaviour: &str,
+    event: LambdaEvent<Value>,
+) -> Result<Value, lambda_runtime::Error> {
+    let (payload, context) = event.into_parts();
+    match behaviour {
+        "echo" => Ok(json!({
+            "event": payload,
+            "requestId": context.request_id,
+            "functionArn": context.invoked_function_arn,
+            "deadlineMs": context.deadline,
+            "env": {
+                "AWS_LAMBDA_FUNCTION_NAME": std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok(),
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").ok(),
+                "STAGE": std::env::var("STAGE").ok(),
+                "HOME": std::env::var("HOME").ok(),
+            }
+        })),
+        "http" => Ok(json!({
+            "statusCode": 201,
+            "headers": {"content-type": "application/json", "x-function": "fake"},
+            "cookies": ["a=1"],
+            "body": payload.to_string(),
+            "isBase64Encoded": false
+        })),
+        "error" => Err("the handler refused the event".into()),
+        "crash" => std::process::exit(3),
+        "hang" => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(Value::Null)
+        }
+        "report" => {
+            // Reports the job twice: the second must be refused as on AWS.
+            let client = aws_sdk_codepipeline::Client::new(&sdk_config().await);
+            let job_id = payload["CodePipeline.job"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            client
+                .put_job_success_result()
+                .job_id(&job_id)
+                .execution_details(
+                    aws_sdk_codepipeline::types::ExecutionDetails::builder()
+                        .summary("3 checks passed")
+                        .build(),
+                )
+                .send()
+                .await?;
+            let second = client.put_job_success_result().job_id(&job_id).send().await;
+            let code = second
+                .err()
+                .and_then(|e| e.into_service_error().meta().code().map(str::to_string));
+            Ok(json!({"second": code}))
+        }
+        "describe" => {
+            let client = aws_sdk_cloudformation::Client::new(&sdk_config().await);
+            let name = payload["stack"].as_str().unwrap_or_default();
+            match client.describe_stacks().stack_name(name).send().await {
+                Ok(out) => {
+                    let outputs: BTreeMap<String, String> = out.stacks()[0]
+                        .outputs()
+                        .iter()
+                        .map(|o| {
+                            (
+                                o.output_key().unwrap_or_default().into(),
+                                o.output_value().unwrap_or_default().into(),
+                            )
+                        })
+                        .collect();
+                    Ok(json!({"outputs": outputs}))
+                }
+                Err(e) => {
+                    let e = e.into_service_error();
+                    Ok(json!({"code": e.meta().code(), "message": e.meta().message()}))
+                }
+            }
+        }
+        "invoke" => {
+            let client = aws_sdk_lambda::Client::new(&sdk_config().await);
+            let kind = if payload["async"] == true {
+                aws_sdk_lambda::types::InvocationType::Event
+            } else {
+                aws_sdk_lambda::types::InvocationType::RequestResponse
+            };
+            let out = client
+                .invoke()
+                .function_name(payload["function"].as_str().unwrap_or_default())
+                .invocation_type(kind)
+                .payload(aws_sdk_lambda::primitives::Blob::new(
+                    payload["payload"].to_string(),
+                ))
+                .send()
+                .await;
+            match out {
+                Ok(out) => Ok(json!({
+                    "status": out.status_code(),
+                    "functionError": out.function_error(),
+                    "payload": out.payload().map(|p| String::from_utf8_lossy(p.as_ref()).into_owned()),
+                })),
+                Err(e) => Ok(json!({"code": e.into_service_error().meta().code()})),
+            }
+        }
+        other => Err(format!("unknown fake behaviour {other}").into()),
+    }
+}
+
+/// A function that runs this test binary with `behaviour`.
+fn fake(
+    name: &str,
+    behaviour: &str,
+    timeout: Duration,
+    extra_env: &[(&str, &str)],
+) -> FunctionConfig {
+    let mut environment: BTreeMap<String, String> = extra_env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    environment.insert("REHEARSE_FAKE_FUNCTION".into(), behaviour.into());
+    FunctionConfig {
+        name: name.into(),
+        command: std::env::current_exe().unwrap(),
+        args: [
+            "fake_function_main",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ]
+        .map(String::from)
+        .to_vec(),
+        task_root: std::env::temp_dir(),
+        handler: "bootstrap".into(),
+        memory_mb: 256,
+        timeout,
+        environment,
+        // The test harness of the fake prints to stdout: keep it out of ours.
+        log_file: Some(std::env::temp_dir().join(format!("rehearse-fake-{name}.log"))),
+    }
+}
+
+fn host(name: &str, behaviour: &str) -> Arc<FunctionHost> {
+    Arc::new(FunctionHost::new(fake(
+        name,
+        behaviour,
+        Duration::from_secs(10),
+        &[],
+    )))
+}
+
+fn json_of(bytes: &Bytes) -> Value {
+    serde_json::from_slice(bytes).unwrap()
+}
+
+/// A world with an endpoint, and functions that talk to it.
+async fn local_aws() -> (Arc<World>, Endpoint) {
+    let world = World::new();
+    let endpoint = Endpoint::start(world.clone()).await.unwrap();
+    (world, endpoint)
+}
+
+fn with_endpoint(name: &str, behaviour: &str, endpoint: &Endpoint) -> Arc<FunctionHost> {
+    let url = endpoint.url();
+    Arc::new(FunctionHost::new(fake(
+        name,
+        behaviour,
+        Duration::from_secs(10),
+        &[("AWS_ENDPOINT_URL", url.as_str())],
+    )))
+}
+
+async fn sdk_from_test(endpoint: &Endpoint) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint.url())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_lambda::config::Credentials::new(
+            "AKIATEST", "secret", None, None, "test",
+        ))
+        .retry_config(RetryConfig::disabled())
+        .load()
+        .await
+}
+
+// ------------------------------------------------------------------ Runtime API
+
+#[tokio::test]
+async fn an_invocation_reaches_the_handler_with_lambda_context_and_environment() {
+    let config = fake(
+        "echo-fn",
+        "echo",
+        Duration::from_secs(10),
+        &[("STAGE", "beta")],
+    );
+    let function = FunctionHost::new(config);
+    let answer = json_of(
+        &function
+            .invoke(Bytes::from(r#"{"hello":"world"}"#))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(answer["event"], json!({"hello": "world"}));
+    assert_eq!(
+        answer["functionArn"],
+        "arn:aws:lambda:us-east-1:123456789012:function:echo-fn"
+    );
+    assert_eq!(answer["env"]["AWS_LAMBDA_FUNCTION_NAME"], "echo-fn");
+    assert_eq!(answer["env"]["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"], "256");
+    assert_eq!(answer["env"]["STAGE"], "beta");
+    assert_eq!(
+        answer["env"]["HOME"],
+        Value::Null,
+        "the host environment must not leak in"
+    );
+    assert_eq!(answer["requestId"].as_str().unwrap().len(), 36);
+}
+
+#[tokio::test]
+async fn a_warm_process_serves_the_next_invocation_with_a_new_request_id() {
+    let function = host("warm-fn", "echo");
+    let first = json_of(&function.invoke(Bytes::from("1")).await.unwrap());
+    let started = Instant::now();
+    let second = json_of(&function.invoke(Bytes::from("2")).await.unwrap());
+    assert_ne!(first["requestId"], second["requestId"]);
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "a warm invoke took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_handler_error_comes_back_as_a_function_error() {
+    let error = host("error-fn", "error")
+        .invoke(Bytes::from("{}"))
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .error_message
+            .contains("the handler refused the event"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_crash_fails_the_invocation_and_the_next_one_gets_a_fresh_process() {
+    let function = host("crash-fn", "crash");
+    let error = function.invoke(Bytes::from("{}")).await.unwrap_err();
+    assert_eq!(error.error_type, "Runtime.ExitError");
+    assert!(error.error_message.contains("exit status: 3"), "{error}");
+    let again = function.invoke(Bytes::from("{}")).await.unwrap_err();
+    assert_eq!(
+        again.error_type, "Runtime.ExitError",
+        "a new process ran the second invocation"
+    );
+}
+
+#[tokio::test]
+async fn an_invocation_over_the_timeout_is_killed_and_reported_as_timed_out() {
+    let function = FunctionHost::new(fake("hang-fn", "hang", Duration::from_secs(1), &[]));
+    let started = Instant::now();
+    let error = function.invoke(Bytes::from("{}")).await.unwrap_err();
+    assert_eq!(error.error_type, "Sandbox.Timedout");
+    assert!(
+        error
+            .error_message
+            .contains("Task timed out after 1.00 seconds"),
+        "{error}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn an_init_error_is_what_the_invocation_reports() {
+    let error = host("init-fn", "init_error")
+        .invoke(Bytes::from("{}"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type, "Runtime.ConfigError");
+    assert_eq!(error.error_message, "missing STAGE");
+}
+
+#[tokio::test]
+async fn a_rest_api_response_without_a_status_code_is_a_502() {
+    let kind = ApiKind::Rest {
+        stage: "Prod".into(),
+    };
+    let gateway = gateway_with(kind, None, "/time", host("gw-rest-bad", "echo")).await;
+    let response = reqwest::get(format!("{}/Prod/time", gateway.base_url()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+}
+
+#[tokio::test]
+async fn a_missing_bootstrap_is_an_invalid_entrypoint_error() {
+    let mut config = fake("missing-fn", "echo", Duration::from_secs(1), &[]);
+    config.command = "/nonexistent/bootstrap".into();
+    let error = FunctionHost::new(config)
+        .invoke(Bytes::from("{}"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type, "Runtime.InvalidEntrypoint");
+    assert!(
+        error.error_message.contains("/nonexistent/bootstrap"),
+        "{error}"
+    );
+}
+
+// ------------------------------------------------------------------ API gateway
+
+async fn gateway_with(
+    kind: ApiKind,
+    method: Option<http::Method>,
+    path: &str,
+    function: Arc<FunctionHost>,
+) -> Gateway {
+    let gateway = Gateway::start().await.unwrap();
+    gateway.set_routes(vec![Route {
+        api_id: "abc123".into(),
+        kind,
+        method,
+        path: path.into(),
+        function,
+    }]);
+    gateway
+}
+
+#[tokio::test]
+async fn an_http_api_request_becomes_a_version_2_event() {
+    let gateway = gateway_with(
+        ApiKind::Http,
+        Some(http::Method::GET),
+        "/time/{zone+}",
+        host("gw-echo", "echo"),
+    )
+    .await;
+    let url = format!("{}/time/Europe/London?x=1", gateway.base_url());
+    let body: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+    let event = &body["event"];
+    assert_eq!(event["version"], "2.0");
+    assert_eq!(event["routeKey"], "GET /time/{zone+}");
+    assert_eq!(event["rawPath"], "/time/Europe/London");
+    assert_eq!(event["rawQueryString"], "x=1");
+    assert_eq!(event["pathParameters"]["zone"], "Europe/London");
+    assert_eq!(event["requestContext"]["http"]["method"], "GET");
+    assert_eq!(event["requestContext"]["stage"], "$default");
+}
+
+#[tokio::test]
+async fn a_rest_api_request_becomes_a_version_1_event_under_its_stage() {
+    let kind = ApiKind::Rest {
+        stage: "Prod".into(),
+    };
+    // The "http" fake answers with a proxy response whose body is the event.
+    let gateway = gateway_with(kind, None, "/time", host("gw-rest", "http")).await;
+    let url = format!("{}/Prod/time", gateway.base_url());
+    let event: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+    assert_eq!(event["httpMethod"], "GET");
+    assert_eq!(event["path"], "/time");
+    assert_eq!(event["resource"], "/time");
+    assert_eq!(event["requestContext"]["stage"], "Prod");
+    assert_eq!(event["requestContext"]["path"], "/Prod/time");
+}
+
+#[tokio::test]
+async fn the_function_response_becomes_the_http_response() {
+    let gateway = gateway_with(ApiKind::Http, None, "/{proxy+}", host("gw-http", "http")).await;
+    let response = reqwest::get(format!("{}/anything", gateway.base_url()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    assert_eq!(response.headers()["x-function"], "fake");
+    assert_eq!(response.headers()["set-cookie"], "a=1");
+}
+
+#[tokio::test]
+async fn a_path_without_a_route_is_api_gateways_404() {
+    let gateway = gateway_with(
+        ApiKind::Http,
+        Some(http::Method::GET),
+        "/time",
+        host("gw-404", "echo"),
+    )
+    .await;
+    let response = reqwest::get(format!("{}/nothing", gateway.base_url()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"message": "Not Found"})
+    );
+}
+
+#[tokio::test]
+async fn a_failing_function_behind_the_api_is_a_500() {
+    let gateway = gateway_with(ApiKind::Http, None, "/{proxy+}", host("gw-err", "error")).await;
+    let response = reqwest::get(format!("{}/x", gateway.base_url()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 500);
+}
+
+// ------------------------------------------------------------------ local AWS endpoint
+
+#[tokio::test]
+async fn describe_stacks_answers_outputs_to_the_sdk() {
+    let (world, endpoint) = local_aws().await;
+    let mut record = StackRecord::new("svc-beta");
+    record
+        .outputs
+        .insert("ApiUrl".into(), "http://127.0.0.1:1/".into());
+    world.put_stack(record);
+    let function = with_endpoint("describe-fn", "describe", &endpoint);
+    let answer = json_of(
+        &function
+            .invoke(Bytes::from(r#"{"stack":"svc-beta"}"#))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(answer["outputs"]["ApiUrl"], "http://127.0.0.1:1/");
+}
+
+#[tokio::test]
+async fn describe_stacks_of_a_missing_stack_is_awss_validation_error() {
+    let (_world, endpoint) = local_aws().await;
+    let client = aws_sdk_cloudformation::Client::new(&sdk_from_test(&endpoint).await);
+    let error = client
+        .describe_stacks()
+        .stack_name("nope")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(error.meta().code(), Some("ValidationError"));
+    assert_eq!(
+        error.meta().message(),
+        Some("Stack with id nope does not exist")
+    );
+}
+
+#[tokio::test]
+async fn lambda_invoke_request_response_returns_the_payload() {
+    let (world, endpoint) = local_aws().await;
+    world.put_function(host("target-fn", "echo"));
+    let client = aws_sdk_lambda::Client::new(&sdk_from_test(&endpoint).await);
+    let out = client
+        .invoke()
+        .function_name("target-fn")
+        .payload(aws_sdk_lambda::primitives::Blob::new(r#"{"n":1}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status_code(), 200);
+    assert_eq!(out.function_error(), None);
+    let payload: Value = serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap();
+    assert_eq!(payload["event"], json!({"n": 1}));
+}
+
+#[tokio::test]
+async fn lambda_invoke_of_a_failing_function_reports_the_function_error() {
+    let (world, endpoint) = local_aws().await;
+    world.put_function(host("bad-fn", "error"));
+    let client = aws_sdk_lambda::Client::new(&sdk_from_test(&endpoint).await);
+    let out = client
+        .invoke()
+        .function_name("bad-fn")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status_code(), 200);
+    assert_eq!(out.function_error(), Some("Unhandled"));
+}
+
+#[tokio::test]
+async fn lambda_invoke_event_returns_202_at_once_and_runs_in_the_background() {
+    let (world, endpoint) = local_aws().await;
+    world.put_function(with_endpoint("reporter-fn", "report", &endpoint));
+    world.put_function(with_endpoint("invoker-fn", "invoke", &endpoint));
+    let mut job = world.start_job("job-async");
+    let caller = world.function("invoker-fn").unwrap();
+    let started = Instant::now();
+    let request = json!({
+        "function": "reporter-fn",
+        "async": true,
+        "payload": {"CodePipeline.job": {"id": "job-async"}}
+    });
+    let answer = json_of(
+        &caller
+            .invoke(Bytes::from(request.to_string()))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(answer["status"], 202);
+    let result = tokio::time::timeout(Duration::from_secs(20), &mut job)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        result,
+        JobResult::Succeeded {
+            summary: Some("3 checks passed".into())
+        }
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[tokio::test]
+async fn lambda_invoke_of_an_unknown_function_is_resource_not_found() {
+    let (_world, endpoint) = local_aws().await;
+    let client = aws_sdk_lambda::Client::new(&sdk_from_test(&endpoint).await);
+    let error = client
+        .invoke()
+        .function_name("ghost")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(error.is_resource_not_found_exception(), "{error:?}");
+    assert!(
+        error
+            .meta()
+            .message()
+            .unwrap_or_default()
+            .contains("function:ghost")
+    );
+}
+
+#[tokio::test]
+async fn a_job_reported_twice_is_refused_with_invalid_job_state() {
+    let (world, endpoint) = local_aws().await;
+    let function = with_endpoint("report-fn", "report", &endpoint);
+    let mut job = world.start_job("job-1");
+    let answer = json_of(
+        &function
+            .invoke(Bytes::from(
+                json!({"CodePipeline.job": {"id": "job-1"}}).to_string(),
+            ))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(answer["second"], "InvalidJobStateException");
+    assert_eq!(
+        job.try_recv().unwrap(),
+        JobResult::Succeeded {
+            summary: Some("3 checks passed".into())
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_failure_report_carries_type_and_message() {
+    let (world, endpoint) = local_aws().await;
+    let mut job = world.start_job("job-f");
+    let client = aws_sdk_codepipeline::Client::new(&sdk_from_test(&endpoint).await);
+    client
+        .put_job_failure_result()
+        .job_id("job-f")
+        .failure_details(
+            aws_sdk_codepipeline::types::FailureDetails::builder()
+                .r#type(aws_sdk_codepipeline::types::FailureType::ConfigurationError)
+                .message("appStack missing")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        job.try_recv().unwrap(),
+        JobResult::Failed {
+            kind: "ConfigurationError".into(),
+            message: "appStack missing".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_report_for_an_unknown_job_is_job_not_found() {
+    let (_world, endpoint) = local_aws().await;
+    let client = aws_sdk_codepipeline::Client::new(&sdk_from_test(&endpoint).await);
+    let error = client
+        .put_job_success_result()
+        .job_id("nope")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(error.is_job_not_found_exception(), "{error:?}");
+}
+
+#[tokio::test]
+async fn an_over_long_failure_message_is_a_validation_exception() {
+    let (world, endpoint) = local_aws().await;
+    let _job = world.start_job("job-long");
+    let client = aws_sdk_codepipeline::Client::new(&sdk_from_test(&endpoint).await);
+    let error = client
+        .put_job_failure_result()
+        .job_id("job-long")
+        .failure_details(
+            aws_sdk_codepipeline::types::FailureDetails::builder()
+                .r#type(aws_sdk_codepipeline::types::FailureType::JobFailed)
+                .message("x".repeat(5001))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(error.is_validation_exception(), "{error:?}");
+}
