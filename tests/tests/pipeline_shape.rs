@@ -400,6 +400,102 @@ fn old_artifacts_expire() {
         && r["NoncurrentVersionExpiration"]["NoncurrentDays"].is_u64()));
 }
 
+/// IAM-style match: `*` any run of characters, `?` one character.
+fn iam_matches(pattern: &str, arn: &str) -> bool {
+    fn go(p: &[u8], s: &[u8]) -> bool {
+        match (p.first(), s.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], s) || (!s.is_empty() && go(p, &s[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &s[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &s[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), arn.as_bytes())
+}
+
+/// Whether every action of a statement only reads (Describe*, Get*, List*).
+fn read_only(actions: &Value) -> bool {
+    let actions: Vec<&str> = match actions {
+        Value::String(one) => vec![one.as_str()],
+        Value::Array(many) => many.iter().filter_map(Value::as_str).collect(),
+        _ => return false,
+    };
+    actions.iter().all(|a| {
+        let verb = a.split_once(':').map_or("", |(_, v)| v);
+        ["Describe", "Get", "List"]
+            .iter()
+            .any(|p| verb.starts_with(p))
+    })
+}
+
+#[test]
+fn deployments_cannot_touch_the_pipeline_stacks_own_roles_function_or_logs() {
+    let t = template();
+    let r = resolver(&t, &[("ServiceName", SERVICE)])
+        .with_ref("AWS::Partition", "aws")
+        .with_ref("AWS::Region", "eu-west-1")
+        .with_ref("AWS::AccountId", "123456789012")
+        .with_attribute("ArtifactBucket", "Arn", "arn:aws:s3:::clock-artifacts")
+        .with_attribute(
+            "PipelineKey",
+            "Arn",
+            "arn:aws:kms:eu-west-1:123456789012:key/k",
+        );
+    let resolved = t.resolved(&r);
+    let mut own = Vec::new();
+    for role in resolved.resources_of_type("AWS::IAM::Role") {
+        let name = role.property("RoleName").and_then(Value::as_str);
+        let name = name.unwrap_or_else(|| panic!("{} has an explicit RoleName", role.logical_id()));
+        own.push(format!("arn:aws:iam::123456789012:role/{name}"));
+    }
+    own.push("arn:aws:lambda:eu-west-1:123456789012:function:Clock_start_tests".into());
+    for group in resolved.resources_of_type("AWS::Logs::LogGroup") {
+        let name = group
+            .property("LogGroupName")
+            .and_then(Value::as_str)
+            .unwrap();
+        own.push(format!(
+            "arn:aws:logs:eu-west-1:123456789012:log-group:{name}"
+        ));
+    }
+    assert_eq!(
+        own.len(),
+        5 + 1 + 2,
+        "five roles, one function, two log groups"
+    );
+
+    let deploy_role = resolved.resource("DeployRole").unwrap();
+    let statements = deploy_role.property("Policies").unwrap()[0]["PolicyDocument"]["Statement"]
+        .as_array()
+        .unwrap();
+    let resources: Vec<&str> = statements
+        .iter()
+        .filter(|s| s["Effect"] == "Allow" && !read_only(&s["Action"]))
+        .flat_map(|s| match &s["Resource"] {
+            Value::String(one) => vec![one.as_str()],
+            Value::Array(many) => many.iter().filter_map(Value::as_str).collect(),
+            other => panic!("unresolved Resource {other}"),
+        })
+        .collect();
+    assert!(
+        resources.iter().any(|p| iam_matches(
+            p,
+            "arn:aws:iam::123456789012:role/Clock-beta-TimeFunctionRole-ABC"
+        )),
+        "the deploy role manages the service's function roles"
+    );
+    for arn in &own {
+        // "*" grants (log deliveries) name no resource a deployment could change.
+        for pattern in resources.iter().filter(|p| **p != "*") {
+            assert!(
+                !iam_matches(pattern, arn),
+                "DeployRole's {pattern} covers {arn}"
+            );
+        }
+    }
+}
+
 #[test]
 fn the_pipeline_and_its_pieces_are_named_after_the_service() {
     let t = template();
