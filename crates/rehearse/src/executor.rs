@@ -4,7 +4,6 @@
 //! of its AWS action type.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,6 +46,9 @@ pub struct Options {
     pub work_dir: PathBuf,
     /// The pinned tools (`<repo>/.tools`), linked into the checkout.
     pub tools_dir: Option<PathBuf>,
+    /// Ask on the terminal at manual approvals (the CLI sets it when stdin
+    /// is a terminal); without it and without `approve` an approval fails.
+    pub prompt: bool,
     /// Progress lines on stdout.
     pub printer: Printer,
 }
@@ -67,6 +69,7 @@ impl Options {
             target_dir: repo.join("target"),
             work_dir: repo.join(".rehearsal"),
             tools_dir: tools.is_dir().then_some(tools),
+            prompt: false,
             printer: Printer::default(),
             repo,
         }
@@ -140,7 +143,9 @@ pub enum ActionError {
     UnknownFunction(String),
     #[error("{0}")]
     JobFailed(String),
-    #[error("manual approval needed: rerun with --approve, or on a terminal to answer the prompt")]
+    #[error(
+        "manual approval needed: rerun with --approve, or run on a terminal to answer the prompt"
+    )]
     ApprovalNeeded,
     #[error("rejected at the prompt")]
     Rejected,
@@ -159,7 +164,7 @@ pub struct Rehearsal {
     world: Arc<World>,
     endpoint: Endpoint,
     deployer: Arc<Deployer>,
-    change_sets: Mutex<BTreeMap<String, (PathBuf, BTreeMap<String, String>)>>,
+    change_sets: Mutex<BTreeMap<String, ChangeSet>>,
 }
 
 impl Rehearsal {
@@ -732,7 +737,7 @@ impl Rehearsal {
         if self.options.approve {
             return Ok(("approved (--approve)".to_string(), BTreeMap::new()));
         }
-        if !std::io::stdin().is_terminal() {
+        if !self.options.prompt {
             return Err(ActionError::ApprovalNeeded);
         }
         self.options
@@ -754,6 +759,9 @@ impl Rehearsal {
         }
     }
 }
+
+/// A change set created by `CHANGE_SET_REPLACE`: template and parameters.
+type ChangeSet = (PathBuf, BTreeMap<String, String>);
 
 type ActionResult = Result<(String, BTreeMap<String, PathBuf>), ActionError>;
 

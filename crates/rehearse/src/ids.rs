@@ -75,7 +75,7 @@ pub fn stable_suffix(text: &str, len: usize) -> String {
     (0..len)
         .map(|_| {
             let c = ALPHABET[(hash % ALPHABET.len() as u64) as usize] as char;
-            hash = hash / ALPHABET.len() as u64 ^ hash.rotate_left(17);
+            hash = (hash / ALPHABET.len() as u64) ^ hash.rotate_left(17);
             c
         })
         .collect()

@@ -2,6 +2,7 @@
 //! machine, stage by stage, with the real function binaries.
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -113,6 +114,7 @@ async fn main() -> ExitCode {
     if let Some(dir) = &cli.work_dir {
         options.work_dir = dir.clone();
     }
+    options.prompt = std::io::stdin().is_terminal();
     options.printer = Printer::default();
 
     let rehearsal = match Rehearsal::start(options).await {

@@ -1,9 +1,10 @@
 //! The Source action: a commit of a local git repository, checked out clean.
 //!
-//! The checkout is a detached `git worktree` that every run moves to its
-//! commit with `git checkout --force` and `git clean -ffdx`: exactly the
-//! commit's files, never uncommitted ones, while files that did not change
-//! keep their timestamps so cargo's incremental build stays warm.
+//! The commit's tree comes from `git archive` (so never an uncommitted file)
+//! and is synchronised into a checkout directory that is reused between
+//! runs: files whose content did not change are left alone, keeping their
+//! timestamps, so cargo's incremental build of the checkout stays warm;
+//! changed files are rewritten and files not in the commit are removed.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,6 +13,8 @@ use std::process::Command;
 pub enum SourceError {
     #[error("cannot run git: {0}; is git installed?")]
     Git(std::io::Error),
+    #[error("cannot write the checkout {0}: {1}")]
+    Io(String, std::io::Error),
     #[error("git {args} failed in {dir}: {stderr}")]
     Failed {
         args: String,
@@ -78,41 +81,108 @@ pub fn subject(repo: &Path, commit: &str) -> String {
     git(repo, &["log", "-1", "--format=%s", commit]).unwrap_or_default()
 }
 
-/// Checks `commit` out into `dir` (a worktree of `repo`), clean. `tools`
-/// (the repository's git-ignored `.tools/`) is linked into the checkout so
-/// the build script finds the pinned tools.
+/// Checks `commit` of `repo` out into `dir`, clean. `tools` (the
+/// repository's git-ignored `.tools/`) is linked into the checkout so the
+/// build script finds the pinned tools.
 pub fn checkout(
     repo: &Path,
     commit: &str,
     dir: &Path,
     tools: Option<&Path>,
 ) -> Result<PathBuf, SourceError> {
-    let usable = dir.join(".git").exists() && git(dir, &["rev-parse", "--git-dir"]).is_ok();
-    if !usable {
-        if dir.exists() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-        git(repo, &["worktree", "prune"])?;
-        if let Some(parent) = dir.parent() {
-            std::fs::create_dir_all(parent).map_err(SourceError::Git)?;
-        }
-        let path = dir.display().to_string();
-        git(
-            repo,
-            &["worktree", "add", "--force", "--detach", &path, commit],
-        )?;
-    } else {
-        git(dir, &["checkout", "--force", "--detach", commit])?;
+    let io = |e: std::io::Error| SourceError::Io(dir.display().to_string(), e);
+    let staging = dir.with_extension("staging");
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(io)?;
     }
-    git(dir, &["clean", "-ffdx", "-e", "/.tools"])?;
+    std::fs::create_dir_all(&staging).map_err(io)?;
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let archive = Command::new("sh")
+        .arg("-c")
+        .arg("git -C \"$1\" archive --format=tar \"$2\" | tar -x -C \"$3\"")
+        .args(["sh"])
+        .arg(repo)
+        .arg(commit)
+        .arg(&staging)
+        .output()
+        .map_err(SourceError::Git)?;
+    if !archive.status.success() {
+        return Err(SourceError::Failed {
+            args: format!("archive {commit}"),
+            dir: repo.display().to_string(),
+            stderr: String::from_utf8_lossy(&archive.stderr).trim().to_string(),
+        });
+    }
+    sync(&staging, dir).map_err(io)?;
+    std::fs::remove_dir_all(&staging).map_err(io)?;
     if let Some(tools) = tools {
         let link = dir.join(".tools");
-        if !link.exists() {
+        if std::fs::symlink_metadata(&link).is_err() {
             #[cfg(unix)]
-            std::os::unix::fs::symlink(tools, &link).map_err(SourceError::Git)?;
+            std::os::unix::fs::symlink(tools, &link).map_err(io)?;
         }
     }
     Ok(dir.to_path_buf())
+}
+
+/// Makes `dest` hold exactly the files of `src` (except a top-level `.tools`
+/// link), rewriting only files whose content or mode differs.
+fn sync(src: &Path, dest: &Path) -> std::io::Result<()> {
+    sync_dir(src, dest, true)
+}
+
+fn sync_dir(src: &Path, dest: &Path, top: bool) -> std::io::Result<()> {
+    let mut wanted = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(src)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        wanted.insert(name.clone());
+        let from = entry.path();
+        let to = dest.join(&name);
+        let kind = entry.file_type()?;
+        let existing = std::fs::symlink_metadata(&to).ok();
+        if kind.is_dir() {
+            if existing.as_ref().is_some_and(|m| !m.is_dir()) {
+                std::fs::remove_file(&to)?;
+            }
+            std::fs::create_dir_all(&to)?;
+            sync_dir(&from, &to, false)?;
+        } else if kind.is_symlink() {
+            let target = std::fs::read_link(&from)?;
+            if std::fs::read_link(&to).ok().as_ref() != Some(&target) {
+                remove_any(&to)?;
+                #[cfg(unix)]
+                std::os::unix::fs::symlink(&target, &to)?;
+            }
+        } else {
+            let same = existing.as_ref().is_some_and(|m| m.is_file())
+                && std::fs::metadata(&from)?.permissions() == std::fs::metadata(&to)?.permissions()
+                && std::fs::read(&from)? == std::fs::read(&to)?;
+            if !same {
+                if existing.is_some() {
+                    remove_any(&to)?;
+                }
+                std::fs::copy(&from, &to)?;
+            }
+        }
+    }
+    for entry in std::fs::read_dir(dest)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if wanted.contains(&name) || (top && name == ".tools") {
+            continue;
+        }
+        remove_any(&entry.path())?;
+    }
+    Ok(())
+}
+
+fn remove_any(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(_) => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -162,6 +232,24 @@ mod tests {
         std::fs::write(out.join("stray.txt"), "x").unwrap();
         checkout(repo.path(), &commit, &out, None).unwrap();
         assert!(!out.join("stray.txt").exists());
+    }
+
+    #[test]
+    fn unchanged_files_keep_their_timestamps() {
+        let (repo, commit) = repo_with_commit();
+        let out = repo.path().join(".rehearsal/checkout");
+        checkout(repo.path(), &commit, &out, None).unwrap();
+        let before = std::fs::metadata(out.join("a.txt"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        checkout(repo.path(), &commit, &out, None).unwrap();
+        let after = std::fs::metadata(out.join("a.txt"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert_eq!(before, after);
     }
 
     #[test]

@@ -1,0 +1,370 @@
+//! The pipeline executor on a small repository made by each test: a
+//! pipeline.yaml with Source, Build, a Beta stage (deploy + gate) and a Prod
+//! stage (approval + gate), a build script that "builds" the fake function
+//! (this test binary, see `common`), and templates that deploy it.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rehearse::report::Printer;
+use rehearse::{Options, Rehearsal, RunReport, Status};
+use serde_json::Value;
+
+mod common;
+
+/// Entry point of the fake function processes (see `common`).
+#[test]
+#[ignore = "entry point of the fake function process, started by the other tests"]
+fn fake_function_main() {
+    common::fake_function_main();
+}
+
+const PIPELINE: &str = r#"
+Transform: AWS::Serverless-2016-10-31
+Parameters:
+  ServiceName: {Type: String, Default: Svc}
+  BranchName: {Type: String, Default: main}
+  Behaviour: {Type: String, Default: report}
+Resources:
+  GateFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      FunctionName: !Sub "${ServiceName}_gate"
+      CodeUri: fn
+      Handler: bootstrap
+      Runtime: provided.al2023
+      Timeout: 10
+      Environment:
+        Variables:
+          REHEARSE_FAKE_FUNCTION: !Ref Behaviour
+  Pipeline:
+    Type: AWS::CodePipeline::Pipeline
+    Properties:
+      Stages:
+        - Name: Source
+          Actions:
+            - Name: Source
+              ActionTypeId: {Category: Source, Owner: AWS, Provider: CodeCommit, Version: "1"}
+              Configuration:
+                RepositoryName: repo
+                BranchName: !Ref BranchName
+              OutputArtifacts: [{Name: SourceCode}]
+        - Name: Build
+          Actions:
+            - Name: Build
+              ActionTypeId: {Category: Build, Owner: AWS, Provider: CodeBuild, Version: "1"}
+              InputArtifacts: [{Name: SourceCode}]
+              OutputArtifacts: [{Name: BuildOutput}]
+        - Name: Beta
+          Actions:
+            - Name: Deploy
+              RunOrder: 1
+              ActionTypeId: {Category: Deploy, Owner: AWS, Provider: CloudFormation, Version: "1"}
+              Configuration:
+                ActionMode: CREATE_UPDATE
+                StackName: !Sub "${ServiceName}-beta"
+                TemplatePath: BuildOutput::packaged-app.yaml
+                ParameterOverrides: '{"Stage": "beta"}'
+              InputArtifacts: [{Name: BuildOutput}]
+            - Name: Gate
+              RunOrder: 2
+              ActionTypeId: {Category: Invoke, Owner: AWS, Provider: Lambda, Version: "1"}
+              Configuration:
+                FunctionName: !Ref GateFunction
+                UserParameters: '{"stage": "beta"}'
+        - Name: Prod
+          Actions:
+            - Name: Approve
+              RunOrder: 1
+              ActionTypeId: {Category: Approval, Owner: AWS, Provider: Manual, Version: "1"}
+            - Name: Gate
+              RunOrder: 2
+              ActionTypeId: {Category: Invoke, Owner: AWS, Provider: Lambda, Version: "1"}
+              Configuration:
+                FunctionName: !Ref GateFunction
+"#;
+
+const APP: &str = r#"
+Transform: AWS::Serverless-2016-10-31
+Parameters:
+  Stage: {Type: String}
+Resources:
+  Api:
+    Type: AWS::Serverless::HttpApi
+  AppFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: fn
+      Handler: bootstrap
+      Runtime: provided.al2023
+      Environment:
+        Variables:
+          REHEARSE_FAKE_FUNCTION: http
+          STAGE: !Ref Stage
+      Events:
+        Any:
+          Type: HttpApi
+          Properties: {ApiId: !Ref Api, Path: "/{proxy+}", Method: ANY}
+Outputs:
+  ApiUrl:
+    Value: !Sub "https://${Api}.execute-api.${AWS::Region}.${AWS::URLSuffix}/"
+"#;
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+}
+
+/// A repository whose build "compiles" the fake function into BuildOutput.
+fn repository(pipeline: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("scripts")).unwrap();
+    std::fs::write(root.join("pipeline.yaml"), pipeline).unwrap();
+    std::fs::write(root.join("app.yaml"), APP).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let bootstrap = format!(
+        "#!/bin/sh\nexec '{}' {}\n",
+        exe.display(),
+        common::FAKE_ARGS.join(" ")
+    );
+    let build = format!(
+        "#!/bin/sh\nset -e\n[ \"$1 $2 $3\" = \"--arch {} --out\" ]\nOUT=$4\nmkdir -p \"$OUT/fn\"\ncat > \"$OUT/fn/bootstrap\" <<'EOF'\n{bootstrap}EOF\nchmod +x \"$OUT/fn/bootstrap\"\ncp pipeline.yaml \"$OUT/packaged-pipeline.yaml\"\ncp app.yaml \"$OUT/packaged-app.yaml\"\n",
+        rehearse::executor::host_arch()
+    );
+    std::fs::write(root.join("scripts/build.sh"), build).unwrap();
+    git(root, &["init", "-q", "-b", "main"]);
+    git(root, &["config", "user.email", "test@example.com"]);
+    git(root, &["config", "user.name", "test"]);
+    git(root, &["add", "."]);
+    git(root, &["commit", "-qm", "pipeline under test"]);
+    dir
+}
+
+fn options(repo: &Path) -> Options {
+    let mut options = Options::for_repo(repo);
+    options.job_timeout = Duration::from_secs(5);
+    options.printer = Printer { quiet: true };
+    options.approve = true;
+    options
+}
+
+async fn rehearse(options: Options) -> (Rehearsal, RunReport) {
+    let rehearsal = Rehearsal::start(options).await.unwrap();
+    let commit = rehearsal.source_commit().unwrap();
+    let report = rehearsal.run(&commit).await.unwrap();
+    (rehearsal, report)
+}
+
+fn statuses(report: &RunReport) -> Vec<(String, Status)> {
+    report
+        .stages
+        .iter()
+        .map(|s| (s.name.clone(), s.status))
+        .collect()
+}
+
+fn failure(report: &RunReport) -> String {
+    let failed = report.failed_action.as_ref().expect("the run failed");
+    format!("{}/{}: {}", failed.stage, failed.action, failed.reason)
+}
+
+#[tokio::test]
+async fn every_stage_runs_in_order_and_the_gates_report_success() {
+    let repo = repository(PIPELINE);
+    let (rehearsal, report) = rehearse(options(repo.path())).await;
+    assert!(report.succeeded(), "{report:#?}");
+    let names: Vec<String> = statuses(&report).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["Source", "Build", "Beta", "Prod"]);
+    let beta_gate = &report.stage("Beta").unwrap().actions[1];
+    assert!(
+        beta_gate
+            .summary
+            .as_deref()
+            .unwrap()
+            .contains("3 checks passed"),
+        "{beta_gate:?}"
+    );
+    rehearsal.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_deployed_stack_serves_its_api_and_answers_describe_stacks() {
+    let repo = repository(PIPELINE);
+    let (rehearsal, report) = rehearse(options(repo.path())).await;
+    assert!(report.succeeded(), "{report:#?}");
+    let stack = rehearsal
+        .world()
+        .stack("Svc-beta")
+        .expect("Svc-beta deployed");
+    let api_url = &stack.outputs["ApiUrl"];
+    assert_eq!(Some(api_url), report.urls.get("Svc-beta"));
+    assert!(
+        api_url.starts_with("http://127.0.0.1:") && api_url.ends_with('/'),
+        "{api_url}"
+    );
+    let response = reqwest::get(format!("{api_url}time")).await.unwrap();
+    assert_eq!(response.status(), 201);
+    let event: Value = response.json().await.unwrap();
+    assert_eq!(event["rawPath"], "/time");
+    rehearsal.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_gate_that_never_reports_fails_at_the_deadline_saying_so() {
+    let repo = repository(PIPELINE);
+    let mut options = options(repo.path());
+    options
+        .parameters
+        .insert("Behaviour".into(), "never".into());
+    options.job_timeout = Duration::from_secs(2);
+    let started = Instant::now();
+    let (rehearsal, report) = rehearse(options).await;
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let message = failure(&report);
+    assert!(
+        message.starts_with("Beta/Gate: no result reported for job"),
+        "{message}"
+    );
+    assert!(message.contains("within 2 s"), "{message}");
+    assert_eq!(report.stage("Prod").unwrap().status, Status::NotRun);
+    rehearsal.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_crashing_gate_fails_at_once_saying_it_crashed() {
+    let repo = repository(PIPELINE);
+    let mut options = options(repo.path());
+    options
+        .parameters
+        .insert("Behaviour".into(), "crash".into());
+    options.job_timeout = Duration::from_secs(30);
+    let started = Instant::now();
+    let (rehearsal, report) = rehearse(options).await;
+    let message = failure(&report);
+    assert!(
+        message.contains("Svc_gate failed without reporting job"),
+        "{message}"
+    );
+    assert!(
+        message.contains("Runtime exited with error: exit status: 3"),
+        "{message}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    rehearsal.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failure_report_fails_the_action_with_its_type_and_message() {
+    let repo = repository(PIPELINE);
+    let mut options = options(repo.path());
+    options
+        .parameters
+        .insert("Behaviour".into(), "report_failure".into());
+    let (rehearsal, report) = rehearse(options).await;
+    assert_eq!(
+        failure(&report),
+        "Beta/Gate: ConfigurationError: UserParameters: missing field appStack"
+    );
+    rehearsal.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_gate_whose_handler_errors_fails_with_the_error() {
+    let repo = repository(PIPELINE);
+    let mut options = options(repo.path());
+    options
+        .parameters
+        .insert("Behaviour".into(), "error".into());
+    let (rehearsal, report) = rehearse(options).await;
+    let message = failure(&report);
+    assert!(
+        message.contains("failed without reporting job"),
+        "{message}"
+    );
+    assert!(
+        message.contains("the handler refused the event"),
+        "{message}"
+    );
+    rehearsal.shutdown().await;
+}
+
+#[tokio::test]
+async fn until_stops_before_the_named_stage() {
+    let repo = repository(PIPELINE);
+    let mut options = options(repo.path());
+    options.until = Some("Prod".into());
+    let (rehearsal, report) = rehearse(options).await;
+    assert!(report.succeeded(), "{report:#?}");
+    assert_eq!(report.stopped_before.as_deref(), Some("Prod"));
+    assert_eq!(report.stage("Prod").unwrap().status, Status::NotRun);
+    assert_eq!(report.stage("Beta").unwrap().status, Status::Succeeded);
+    rehearsal.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_approval_without_approve_or_terminal_fails_asking_for_approve() {
+    let repo = repository(PIPELINE);
+    let mut options = options(repo.path());
+    options.approve = false;
+    let (rehearsal, report) = rehearse(options).await;
+    let message = failure(&report);
+    assert!(
+        message.starts_with("Prod/Approve: manual approval needed"),
+        "{message}"
+    );
+    assert!(message.contains("--approve"), "{message}");
+    rehearsal.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_action_type_it_cannot_rehearse_is_an_error_naming_the_action() {
+    let pipeline = PIPELINE.replace(
+        "            - Name: Approve\n              RunOrder: 1\n              ActionTypeId: {Category: Approval, Owner: AWS, Provider: Manual, Version: \"1\"}",
+        "            - Name: Approve\n              RunOrder: 1\n              ActionTypeId: {Category: Deploy, Owner: AWS, Provider: ElasticBeanstalk, Version: \"1\"}",
+    );
+    assert_ne!(pipeline, PIPELINE);
+    let repo = repository(&pipeline);
+    let (rehearsal, report) = rehearse(options(repo.path())).await;
+    let message = failure(&report);
+    assert!(
+        message.starts_with(
+            "Prod/Approve: action type Deploy/AWS/ElasticBeanstalk cannot be rehearsed"
+        ),
+        "{message}"
+    );
+    rehearsal.shutdown().await;
+}
+
+#[tokio::test]
+async fn uncommitted_changes_are_not_rehearsed() {
+    let repo = repository(PIPELINE);
+    // An uncommitted edit that would break the build if it were used.
+    std::fs::write(repo.path().join("scripts/build.sh"), "#!/bin/sh\nexit 1\n").unwrap();
+    let (rehearsal, report) = rehearse(options(repo.path())).await;
+    assert!(report.succeeded(), "{report:#?}");
+    rehearsal.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_missing_branch_is_an_error_suggesting_rev() {
+    let repo = repository(PIPELINE);
+    let mut options = options(repo.path());
+    options
+        .parameters
+        .insert("BranchName".into(), "release".into());
+    let rehearsal = Rehearsal::start(options).await.unwrap();
+    let error = rehearsal.source_commit().unwrap_err().to_string();
+    assert!(error.contains("branch release"), "{error}");
+    assert!(error.contains("--rev"), "{error}");
+}
