@@ -315,6 +315,7 @@ impl Rehearsal {
                 source,
             }
         })?;
+        prune_runs(&self.options.work_dir.join("runs"), 10);
         let mut state = RunState {
             commit: commit.to_string(),
             artifacts: BTreeMap::new(),
@@ -764,6 +765,19 @@ impl Rehearsal {
 type ChangeSet = (PathBuf, BTreeMap<String, String>);
 
 type ActionResult = Result<(String, BTreeMap<String, PathBuf>), ActionError>;
+
+/// Keeps the `keep` newest run directories (their names sort by time).
+fn prune_runs(runs: &std::path::Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(runs) else {
+        return;
+    };
+    let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    dirs.sort();
+    let excess = dirs.len().saturating_sub(keep);
+    for dir in &dirs[..excess] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
 
 fn describe_deploy(deployed: &stack::Deployed) -> String {
     let mut text = format!("stack {}", deployed.stack);

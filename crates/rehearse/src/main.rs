@@ -55,6 +55,9 @@ struct Cli {
     /// Where checkouts, artifacts and function logs go (default: <repo>/.rehearsal).
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// The pinned tools scripts/build.sh needs (default: <repo>/.tools, from scripts/setup-tools.sh).
+    #[arg(long)]
+    tools_dir: Option<PathBuf>,
     /// Seconds between checks for new commits with --watch.
     #[arg(long, default_value_t = 2)]
     poll_interval: u64,
@@ -110,6 +113,9 @@ async fn main() -> ExitCode {
     }
     if let Some(dir) = &cli.target_dir {
         options.target_dir = dir.clone();
+    }
+    if let Some(dir) = &cli.tools_dir {
+        options.tools_dir = Some(dir.clone());
     }
     if let Some(dir) = &cli.work_dir {
         options.work_dir = dir.clone();
