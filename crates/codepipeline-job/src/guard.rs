@@ -346,8 +346,10 @@ mod tests {
         assert_eq!(rule.num_calls(), 1);
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "current_thread")]
     async fn an_event_without_a_job_id_is_an_error_and_reports_nothing() {
+        let logs = crate::logging::tests::Captured::default();
+        let _guard = logs.install("info");
         let rule = mock!(Client::put_job_failure_result)
             .then_output(|| PutJobFailureResultOutput::builder().build());
         let reporter = Reporter::new(mock_client!(aws_sdk_codepipeline, [&rule]));
@@ -366,6 +368,12 @@ mod tests {
         .unwrap_err();
         assert!(error.to_string().contains("no usable job id"), "{error}");
         assert_eq!(rule.num_calls(), 0);
+        let logs = logs.text();
+        assert!(
+            logs.contains("\"level\":\"ERROR\"")
+                && logs.contains("`CodePipeline.job.id` is missing"),
+            "no clear error logged: {logs}"
+        );
     }
 
     #[tokio::test]

@@ -50,13 +50,30 @@ pub fn init_tracing() {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Write;
     use std::sync::{Arc, Mutex};
 
+    /// Log lines written by a test subscriber.
     #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
+    pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Captured {
+        /// Installs a JSON subscriber (filtered like production, at `directives`)
+        /// on this thread until the guard is dropped.
+        pub(crate) fn install(&self, directives: &str) -> tracing::subscriber::DefaultGuard {
+            let writer = self.clone();
+            let layer = fmt::layer().json().with_writer(move || writer.clone());
+            let subscriber = tracing_subscriber::registry()
+                .with(layer.with_filter(log_filter(Some(directives))));
+            tracing::subscriber::set_default(subscriber)
+        }
+
+        pub(crate) fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
 
     impl Write for Captured {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -70,12 +87,11 @@ mod tests {
 
     fn capture(directives: &str, emit: impl FnOnce()) -> String {
         let captured = Captured::default();
-        let writer = captured.clone();
-        let layer = fmt::layer().json().with_writer(move || writer.clone());
-        let subscriber =
-            tracing_subscriber::registry().with(layer.with_filter(log_filter(Some(directives))));
-        tracing::subscriber::with_default(subscriber, emit);
-        String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
+        {
+            let _guard = captured.install(directives);
+            emit();
+        }
+        captured.text()
     }
 
     #[test]
