@@ -8,10 +8,15 @@ use e2e::{repo_root, run, tool_command};
 const TEMPLATES: [&str; 3] = ["app-sam.yaml", "test-sam.yaml", "pipeline.yaml"];
 
 fn cfn_lint(template: &str) {
-    let (ok, out) = run(tool_command("cfn-lint")
-        .current_dir(repo_root())
-        .args(["--format", "parseable", template]));
-    assert!(ok, "cfn-lint reported errors, warnings or notes in {template}:\n{out}");
+    let (ok, out) = run(tool_command("cfn-lint").current_dir(repo_root()).args([
+        "--format",
+        "parseable",
+        template,
+    ]));
+    assert!(
+        ok,
+        "cfn-lint reported errors, warnings or notes in {template}:\n{out}"
+    );
 }
 
 fn checkov(template: &str) {
@@ -29,12 +34,27 @@ fn checkov(template: &str) {
     let report: serde_json::Value = serde_json::from_str(&out)
         .unwrap_or_else(|e| panic!("checkov output for {template} is not JSON ({e}):\n{out}"));
     let summary = &report["summary"];
-    assert_eq!(summary["failed"], 0, "checkov failed checks in {template}:\n{out}");
-    assert_eq!(summary["parsing_errors"], 0, "checkov could not parse {template}");
-    assert!(summary["passed"].as_u64().unwrap_or(0) > 0, "checkov ran no check on {template}");
+    assert_eq!(
+        summary["failed"], 0,
+        "checkov failed checks in {template}:\n{out}"
+    );
+    assert_eq!(
+        summary["parsing_errors"], 0,
+        "checkov could not parse {template}"
+    );
+    assert!(
+        summary["passed"].as_u64().unwrap_or(0) > 0,
+        "checkov ran no check on {template}"
+    );
     assert!(ok, "checkov exited non-zero on {template}:\n{out}");
-    for skipped in report["results"]["skipped_checks"].as_array().into_iter().flatten() {
-        let reason = skipped["check_result"]["suppress_comment"].as_str().unwrap_or("");
+    for skipped in report["results"]["skipped_checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let reason = skipped["check_result"]["suppress_comment"]
+            .as_str()
+            .unwrap_or("");
         assert!(
             reason.len() >= 40,
             "{template}: checkov suppression {} on {} needs a written reason, got {reason:?}",
@@ -143,7 +163,10 @@ Resources:
         "--show-summary",
         "fail",
     ]));
-    assert!(!ok, "cfn-guard accepted a template breaking every rule:\n{out}");
+    assert!(
+        !ok,
+        "cfn-guard accepted a template breaking every rule:\n{out}"
+    );
     for rule in [
         "lambda_functions_run_rust_on_arm64",
         "log_groups_expire",
@@ -170,5 +193,9 @@ fn app_template_builds_with_sam() {
         .unwrap_or_else(|e| panic!("{} missing ({e}):\n{out}", bootstrap.display()));
     assert_eq!(&bytes[..4], b"\x7fELF");
     // e_machine at offset 18, little-endian: 183 is EM_AARCH64.
-    assert_eq!(u16::from_le_bytes([bytes[18], bytes[19]]), 183, "not an arm64 binary");
+    assert_eq!(
+        u16::from_le_bytes([bytes[18], bytes[19]]),
+        183,
+        "not an arm64 binary"
+    );
 }
