@@ -41,6 +41,9 @@ pub const API_URL_OUTPUT: &str = "ApiUrl";
 pub const REPORT_RESERVE: Duration = Duration::from_secs(17);
 /// The most the work may take even with a generous function timeout.
 pub const MAX_WORK: Duration = Duration::from_secs(45);
+/// Each AWS call gives up this long before the guard would stop the work,
+/// so a call that hangs is reported by name, not as a generic time-out.
+pub const STEP_MARGIN: Duration = Duration::from_secs(1);
 
 /// The action's `UserParameters`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -242,15 +245,26 @@ pub async fn handle(
 ) -> Result<Settlement, lambda_runtime::Error> {
     let (payload, context) = event.into_parts();
     let budget = work_budget(&context, REPORT_RESERVE, MAX_WORK);
+    handle_with_budget(clients, payload, budget).await
+}
+
+/// [`handle`] with the work's time budget given (the Lambda handler derives
+/// it from the invocation's deadline).
+pub async fn handle_with_budget(
+    clients: &Clients,
+    payload: Value,
+    budget: Duration,
+) -> Result<Settlement, lambda_runtime::Error> {
     handle_job_event(&clients.reporter, payload, COMPONENT, budget, |job| {
-        run(clients, job)
+        run(clients, job, budget)
     })
     .await
 }
 
-/// Starts the tests for `job` and says what to report.
-pub async fn run(clients: &Clients, job: JobEvent) -> Outcome {
-    match start(clients, &job).await {
+/// Starts the tests for `job` within `budget` and says what to report.
+pub async fn run(clients: &Clients, job: JobEvent, budget: Duration) -> Outcome {
+    let deadline = tokio::time::Instant::now() + budget.saturating_sub(STEP_MARGIN);
+    match start(clients, &job, deadline).await {
         Ok(started) => {
             tracing::info!(
                 job_id = %job.id,
@@ -270,13 +284,17 @@ pub async fn run(clients: &Clients, job: JobEvent) -> Outcome {
     }
 }
 
-/// The steps, without reporting.
-pub async fn start(clients: &Clients, job: &JobEvent) -> Result<Started, StartError> {
+/// The steps, without reporting. Every AWS call gives up at `deadline`.
+pub async fn start(
+    clients: &Clients,
+    job: &JobEvent,
+    deadline: tokio::time::Instant,
+) -> Result<Started, StartError> {
     let params = StartTestsParameters::parse(job.user_parameters.as_deref())?;
     let cfn = &clients.cloudformation;
     let (test_stack, app_stack) = tokio::join!(
-        describe_stack(cfn, &params.test_stack, "testStack"),
-        describe_stack(cfn, &params.app_stack, "appStack"),
+        describe_stack(cfn, &params.test_stack, "testStack", deadline),
+        describe_stack(cfn, &params.app_stack, "appStack", deadline),
     );
     let (test_stack, app_stack) = match (test_stack, app_stack) {
         (Ok(test), Ok(app)) => (test, app),
@@ -306,7 +324,14 @@ pub async fn start(clients: &Clients, job: &JobEvent) -> Result<Started, StartEr
         api_url,
         stage: params.stage,
     };
-    invoke(&clients.lambda, &function, &params.test_stack, &request).await?;
+    invoke(
+        &clients.lambda,
+        &function,
+        &params.test_stack,
+        &request,
+        deadline,
+    )
+    .await?;
     Ok(Started { function, request })
 }
 
@@ -314,8 +339,19 @@ async fn describe_stack(
     cfn: &aws_sdk_cloudformation::Client,
     stack: &str,
     field: &'static str,
+    deadline: tokio::time::Instant,
 ) -> Result<Stack, StartError> {
-    let result = cfn.describe_stacks().stack_name(stack).send().await;
+    let call = cfn.describe_stacks().stack_name(stack).send();
+    let Ok(result) = tokio::time::timeout_at(deadline, call).await else {
+        return Err(StartError::DescribeStacks {
+            stack: stack.to_string(),
+            kind: FailureType::SystemUnavailable,
+            detail: format!(
+                "CloudFormation did not answer in time ({COMPONENT} stops its calls before its \
+                 Lambda timeout so that it can still report)"
+            ),
+        });
+    };
     match result {
         Ok(output) => output
             .stacks
@@ -391,15 +427,28 @@ async fn invoke(
     function: &str,
     stack: &str,
     request: &TestRunRequest,
+    deadline: tokio::time::Instant,
 ) -> Result<(), StartError> {
     let payload = serde_json::to_vec(request).expect("a struct of strings serialises");
-    let result = lambda
+    let call = lambda
         .invoke()
         .function_name(function)
         .invocation_type(InvocationType::Event)
         .payload(Blob::new(payload))
-        .send()
-        .await;
+        .send();
+    let Ok(result) = tokio::time::timeout_at(deadline, call).await else {
+        // The request may have reached Lambda: then run-tests runs and its
+        // report finds the job already failed, which is harmless.
+        return Err(StartError::Invoke {
+            function: function.to_string(),
+            stack: stack.to_string(),
+            kind: FailureType::SystemUnavailable,
+            detail: format!(
+                "Lambda did not answer in time ({COMPONENT} stops its calls before its \
+                 Lambda timeout so that it can still report)"
+            ),
+        });
+    };
     match result {
         Ok(output) if output.status_code() == 202 => Ok(()),
         Ok(output) => Err(StartError::NotAccepted {

@@ -190,22 +190,17 @@ async fn both_stacks_are_described_concurrently() {
     // CloudFormation answers each DescribeStacks after 400 ms; two
     // sequential calls would take 800 ms.
     let delay = std::time::Duration::from_millis(400);
-    let config = aws_sdk_cloudformation::Config::builder()
-        .behavior_version_latest()
-        .region(aws_sdk_cloudformation::config::Region::new("eu-west-1"))
-        .credentials_provider(aws_sdk_cloudformation::config::Credentials::for_tests())
-        .http_client(SlowCloudFormation(delay))
-        .build();
     let invoke = accepted_invoke();
     let world = world(&[], &[&invoke], &[]);
     let clients = Clients {
-        cloudformation: aws_sdk_cloudformation::Client::from_conf(config),
+        cloudformation: slow_cloudformation(delay),
         ..world.clients.clone()
     };
     let job = JobEvent::from_value(event_with_params(Some(PARAMS))).unwrap();
 
     let started_at = std::time::Instant::now();
-    let started = start(&clients, &job).await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let started = start(&clients, &job, deadline).await.unwrap();
     let elapsed = started_at.elapsed();
 
     assert_eq!(started.function, FUNCTION);
@@ -256,6 +251,116 @@ impl aws_smithy_runtime_api::client::http::HttpClient for SlowCloudFormation {
     ) -> aws_smithy_runtime_api::client::http::SharedHttpConnector {
         aws_smithy_runtime_api::client::http::SharedHttpConnector::new(self.clone())
     }
+}
+
+/// A Lambda endpoint that accepts every Invoke (202) after an asynchronous delay.
+#[derive(Debug, Clone)]
+struct SlowLambda(std::time::Duration);
+
+impl aws_smithy_runtime_api::client::http::HttpConnector for SlowLambda {
+    fn call(
+        &self,
+        _request: aws_smithy_runtime_api::client::orchestrator::HttpRequest,
+    ) -> aws_smithy_runtime_api::client::http::HttpConnectorFuture {
+        let delay = self.0;
+        aws_smithy_runtime_api::client::http::HttpConnectorFuture::new(async move {
+            tokio::time::sleep(delay).await;
+            Ok(
+                aws_smithy_runtime_api::client::orchestrator::HttpResponse::new(
+                    aws_smithy_runtime_api::http::StatusCode::try_from(202u16).unwrap(),
+                    aws_smithy_types::body::SdkBody::empty(),
+                ),
+            )
+        })
+    }
+}
+
+impl aws_smithy_runtime_api::client::http::HttpClient for SlowLambda {
+    fn http_connector(
+        &self,
+        _settings: &aws_smithy_runtime_api::client::http::HttpConnectorSettings,
+        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+    ) -> aws_smithy_runtime_api::client::http::SharedHttpConnector {
+        aws_smithy_runtime_api::client::http::SharedHttpConnector::new(self.clone())
+    }
+}
+
+fn slow_cloudformation(delay: std::time::Duration) -> aws_sdk_cloudformation::Client {
+    aws_sdk_cloudformation::Client::from_conf(
+        aws_sdk_cloudformation::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_cloudformation::config::Region::new("eu-west-1"))
+            .credentials_provider(aws_sdk_cloudformation::config::Credentials::for_tests())
+            .http_client(SlowCloudFormation(delay))
+            .build(),
+    )
+}
+
+#[tokio::test]
+async fn a_hanging_describe_stacks_is_reported_by_name_before_the_budget_ends() {
+    let report = failure_report(
+        FailureType::SystemUnavailable,
+        &[
+            "DescribeStacks for stack `time-service-tests`",
+            "did not answer in time",
+        ],
+    );
+    let world = world(&[], &[], &[&report]);
+    let clients = Clients {
+        cloudformation: slow_cloudformation(std::time::Duration::from_secs(60)),
+        ..world.clients.clone()
+    };
+    let budget = std::time::Duration::from_millis(1500);
+
+    let started_at = std::time::Instant::now();
+    handle_with_budget(&clients, event_with_params(Some(PARAMS)), budget)
+        .await
+        .unwrap();
+
+    assert_eq!(report.num_calls(), 1);
+    assert!(
+        started_at.elapsed() < budget,
+        "reported after {:?}",
+        started_at.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_hanging_invoke_is_reported_by_name_before_the_budget_ends() {
+    let (test, app) = good_stacks();
+    let report = failure_report(
+        FailureType::SystemUnavailable,
+        &[
+            "Invoke of test function `time-service-tests-RunTests-AbC123`",
+            "did not answer in time",
+        ],
+    );
+    let world = world(&[&test, &app], &[], &[&report]);
+    let lambda = aws_sdk_lambda::Client::from_conf(
+        aws_sdk_lambda::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_lambda::config::Region::new("eu-west-1"))
+            .credentials_provider(aws_sdk_lambda::config::Credentials::for_tests())
+            .http_client(SlowLambda(std::time::Duration::from_secs(60)))
+            .build(),
+    );
+    let clients = Clients {
+        lambda,
+        ..world.clients.clone()
+    };
+    let budget = std::time::Duration::from_millis(1500);
+
+    let started_at = std::time::Instant::now();
+    handle_with_budget(&clients, event_with_params(Some(PARAMS)), budget)
+        .await
+        .unwrap();
+
+    assert_eq!(report.num_calls(), 1);
+    assert!(
+        started_at.elapsed() < budget,
+        "reported after {:?}",
+        started_at.elapsed()
+    );
 }
 
 // ---- stacks and outputs ---------------------------------------------------
