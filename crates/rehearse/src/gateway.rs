@@ -492,7 +492,10 @@ fn function_response(kind: &ApiKind, payload: &[u8]) -> Result<Response, String>
         }
         Some(other) => other.to_string().into_bytes(),
     };
-    let mut response = (status, body).into_response();
+    // Built by hand: axum's `IntoResponse` for bytes would add a
+    // content-type of its own next to the function's.
+    let mut response = Response::new(axum::body::Body::from(body));
+    *response.status_mut() = status;
     let headers = response.headers_mut();
     let mut add = |name: &str, value: &str| {
         if let (Ok(name), Ok(value)) = (
@@ -561,6 +564,14 @@ mod tests {
         let response = function_response(&ApiKind::Http, payload.to_string().as_bytes()).unwrap();
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
         assert_eq!(response.headers()["x-a"], "1");
+    }
+
+    #[test]
+    fn the_functions_content_type_is_the_only_one() {
+        let payload = json!({"statusCode": 200, "headers": {"content-type": "application/json"}, "body": "{}"});
+        let response = function_response(&ApiKind::Http, payload.to_string().as_bytes()).unwrap();
+        let types: Vec<_> = response.headers().get_all("content-type").iter().collect();
+        assert_eq!(types, ["application/json"]);
     }
 
     #[test]
