@@ -59,6 +59,7 @@ pub async fn handle_payload(
         }
     };
     tracing::info!(job_id = %job_id, api_url = %request.api_url, stage = %request.stage, "running the suite");
+    let job = job_id.clone();
     let work = async move {
         let config = match SuiteConfig::new(&request.api_url, &request.stage) {
             Ok(config) => config,
@@ -71,7 +72,7 @@ pub async fn handle_payload(
             .max(Duration::from_millis(500));
         let report = run_suite(&tune(config.with_deadline(deadline))).await;
         for result in &report.results {
-            tracing::info!(passed = result.passed(), "{result}");
+            tracing::info!(job_id = %job, passed = result.passed(), "{result}");
         }
         outcome(&report)
     };
