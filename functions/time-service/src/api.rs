@@ -81,9 +81,21 @@ impl TimeResponse {
             time_zone: canonical,
             time: local.to_rfc3339_opts(SecondsFormat::Secs, false),
             utc_offset: format_offset(seconds),
-            abbreviation: offset.abbreviation().unwrap_or_default().to_owned(),
+            abbreviation: offset
+                .abbreviation()
+                .map_or_else(|| numeric_abbreviation(seconds), str::to_owned),
             epoch_millis: now.timestamp_millis(),
         }
+    }
+}
+
+/// tzdata's `%z` form, for zones with no letter abbreviation: `-03`, `+0545`.
+pub fn numeric_abbreviation(seconds: i32) -> String {
+    let sign = if seconds < 0 { '-' } else { '+' };
+    let minutes = seconds.unsigned_abs() / 60;
+    match minutes % 60 {
+        0 => format!("{sign}{:02}", minutes / 60),
+        m => format!("{sign}{:02}{m:02}", minutes / 60),
     }
 }
 
@@ -291,6 +303,13 @@ mod tests {
         assert_eq!(format_offset(-5 * 3600), "-05:00");
         assert_eq!(format_offset(5 * 3600 + 1800), "+05:30");
         assert_eq!(format_offset(-(9 * 3600 + 30 * 60)), "-09:30");
+    }
+
+    #[test]
+    fn zones_without_letters_get_a_numeric_abbreviation() {
+        assert_eq!(numeric_abbreviation(-3 * 3600), "-03");
+        assert_eq!(numeric_abbreviation(5 * 3600 + 45 * 60), "+0545");
+        assert_eq!(numeric_abbreviation(0), "+00");
     }
 
     #[test]

@@ -18,6 +18,8 @@ async fn every_known_zone_answers_200_with_chrono_tz_offset() {
             assert_eq!(r.status, StatusCode::OK, "{}", tz.name());
             let expected = format_offset(now.with_timezone(&tz).offset().fix().local_minus_utc());
             assert_eq!(r.json["utcOffset"], expected.as_str(), "{}", tz.name());
+            let abbreviation = r.json["abbreviation"].as_str().unwrap();
+            assert!(!abbreviation.is_empty(), "{}: no abbreviation", tz.name());
             let time = r.json["time"].as_str().unwrap();
             assert!(
                 time.ends_with(&expected) || (expected == "+00:00" && time.ends_with("+00:00")),

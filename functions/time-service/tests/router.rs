@@ -47,6 +47,7 @@ async fn a_three_part_zone_answers() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json["timeZone"], "America/Argentina/Buenos_Aires");
     assert_eq!(r.json["utcOffset"], "-03:00");
+    assert_eq!(r.json["abbreviation"], "-03");
 }
 
 #[tokio::test]
