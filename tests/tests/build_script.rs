@@ -33,9 +33,12 @@ fn arm64_build() -> &'static Path {
     static OUT: OnceLock<tempfile::TempDir> = OnceLock::new();
     OUT.get_or_init(|| {
         // Kept under target/ (git-ignored) rather than /tmp: it holds release
-        // binaries and lives as long as the test process.
+        // binaries and lives as long as the test process. A static is never
+        // dropped, so earlier runs' directories are removed here once they
+        // are old enough that no run can still be using them.
         let parent = e2e::repo_root().join("target");
         std::fs::create_dir_all(&parent).unwrap();
+        remove_stale_outputs(&parent);
         let out = tempfile::Builder::new()
             .prefix("build-script-test-")
             .tempdir_in(parent)
@@ -50,6 +53,26 @@ fn arm64_build() -> &'static Path {
         out
     })
     .path()
+}
+
+fn remove_stale_outputs(parent: &Path) {
+    let stale = std::time::Duration::from_secs(3 * 3600);
+    for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > stale);
+        if old
+            && entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("build-script-test-")
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 fn packaged(kind: &str) -> Template {
