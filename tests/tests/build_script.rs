@@ -238,3 +238,123 @@ fn rejects_an_s3_prefix_without_a_bucket() {
     assert!(!ok);
     assert!(log.contains("--s3-prefix needs --s3-bucket"), "{log}");
 }
+
+/// A moto server (S3 stand-in) on a free loopback port, stopped when dropped.
+struct Moto {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    fn start(rt: &tokio::runtime::Runtime) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(e2e::tool("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let moto = Moto {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        let started = std::time::Instant::now();
+        rt.block_on(async {
+            while !reqwest::get(format!("{}/moto-api/", moto.url))
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                assert!(
+                    started.elapsed().as_secs() < 60,
+                    "moto_server did not come up on port {port}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        });
+        moto
+    }
+}
+
+/// What buildspec.yml runs in CodeBuild, against moto's S3: every packaged
+/// function's CodeUri points at an object that `sam package` uploaded.
+#[test]
+fn packaging_to_s3_uploads_every_function_and_points_code_uris_at_it() {
+    arm64_build(); // compile once, shared with the other tests
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let moto = Moto::start(&rt);
+    let http = reqwest::Client::new();
+    let created = rt
+        .block_on(http.put(format!("{}/artifacts", moto.url)).send())
+        .unwrap();
+    assert!(created.status().is_success(), "bucket created: {created:?}");
+
+    let out = tempfile::tempdir().unwrap();
+    let (ok, log) = e2e::run(
+        build_script()
+            .args([
+                "--arch",
+                "arm64",
+                "--s3-bucket",
+                "artifacts",
+                "--s3-prefix",
+                "builds/42",
+                "--out",
+            ])
+            .arg(out.path())
+            .env("AWS_ENDPOINT_URL", &moto.url)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_REGION", "us-east-1")
+            .env("SAM_CLI_TELEMETRY", "0"),
+    );
+    assert!(ok, "scripts/build.sh --s3-bucket failed:\n{log}");
+
+    let listing = rt
+        .block_on(async {
+            http.get(format!("{}/artifacts?list-type=2", moto.url))
+                .send()
+                .await?
+                .text()
+                .await
+        })
+        .unwrap();
+    let mut checked = 0;
+    for (kind, _) in KINDS {
+        let path = out.path().join(format!("packaged-{kind}.yaml"));
+        let t = Template::from_path(&path).unwrap();
+        for f in t.resources_of_type("AWS::Serverless::Function") {
+            let uri = f.property("CodeUri").and_then(|v| v.as_str()).unwrap();
+            let key = uri.strip_prefix("s3://artifacts/").unwrap_or_else(|| {
+                panic!("{kind}/{}: CodeUri {uri} is in the bucket", f.logical_id())
+            });
+            assert!(
+                key.starts_with("builds/42/"),
+                "{kind}/{}: {key} under the prefix",
+                f.logical_id()
+            );
+            assert!(
+                listing.contains(&format!("<Key>{key}</Key>")),
+                "{kind}/{}: {key} was uploaded; bucket holds:\n{listing}",
+                f.logical_id()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "app, test and pipeline functions checked");
+}
