@@ -124,6 +124,8 @@ echo "build.sh: building ${BINARIES[*]} for $ARCH (release)"
 start=$SECONDS
 bin_args=()
 for b in "${BINARIES[@]}"; do bin_args+=(--bin "$b"); done
+# A committed Cargo.lock is what the build uses, never a fresh resolution.
+[ ! -f "$ROOT/Cargo.lock" ] || bin_args+=(--locked)
 (cd "$ROOT" && cargo lambda build --release "$CARGO_LAMBDA_ARCH" --lambda-dir "$LAMBDA_DIR" "${bin_args[@]}")
 echo "build.sh: compiled in $((SECONDS - start)) s"
 
