@@ -14,7 +14,7 @@ use rehearse::{Options, Rehearsal, RunReport};
 /// Rehearse the CodePipeline pipeline of pipeline.yaml locally: Source, Build,
 /// CloudFormation deploys as local stacks, Lambda test gates, approvals.
 #[derive(Debug, Parser)]
-#[command(name = "cargo rehearse", version)]
+#[command(name = "cargo rehearse", bin_name = "cargo rehearse", version)]
 struct Cli {
     /// The git repository to take commits from (default: the one holding the current directory).
     #[arg(long)]
@@ -178,10 +178,13 @@ async fn main() -> ExitCode {
     if cli.keep && !cli.watch {
         let urls = rehearsal.urls().await;
         if !urls.is_empty() {
-            println!(
-                "Stages stay up until Ctrl-C; try: curl {}time",
-                urls.values().next().map(String::as_str).unwrap_or_default()
-            );
+            let example = urls
+                .iter()
+                .find(|(stack, _)| stack.ends_with("-prod"))
+                .or_else(|| urls.iter().next())
+                .map(|(_, url)| url.as_str())
+                .unwrap_or_default();
+            println!("Stages stay up until Ctrl-C; try: curl {example}time");
             let _ = tokio::signal::ctrl_c().await;
         }
     }
