@@ -209,3 +209,53 @@ impl Printer {
         self.line(text.trim_end());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> RunReport {
+        RunReport {
+            pipeline: "Pipeline".into(),
+            commit: "abc".into(),
+            subject: "s".into(),
+            status: Status::Failed,
+            duration_ms: 1500,
+            stages: vec![StageReport {
+                name: "Beta".into(),
+                status: Status::Failed,
+                duration_ms: 1000,
+                actions: vec![ActionReport {
+                    name: "IntegrationTests".into(),
+                    category: "Invoke".into(),
+                    provider: "Lambda".into(),
+                    status: Status::Failed,
+                    duration_ms: 40,
+                    summary: None,
+                    error: Some("JobFailed: 1 of 10 checks failed".into()),
+                }],
+            }],
+            failed_action: Some(FailedAction {
+                stage: "Beta".into(),
+                action: "IntegrationTests".into(),
+                reason: "JobFailed: 1 of 10 checks failed".into(),
+            }),
+            stopped_before: None,
+            urls: BTreeMap::from([("svc-beta".to_string(), "http://127.0.0.1:1/".to_string())]),
+        }
+    }
+
+    #[test]
+    fn the_json_result_names_the_failed_action_and_its_reason() {
+        let json = serde_json::to_value(report()).unwrap();
+        assert_eq!(json["status"], "Failed");
+        assert_eq!(json["failedAction"]["action"], "IntegrationTests");
+        assert_eq!(
+            json["failedAction"]["reason"],
+            "JobFailed: 1 of 10 checks failed"
+        );
+        assert_eq!(json["stages"][0]["actions"][0]["durationMs"], 40);
+        assert_eq!(json["urls"]["svc-beta"], "http://127.0.0.1:1/");
+        assert!(json.get("stoppedBefore").is_none());
+    }
+}

@@ -112,7 +112,7 @@ async fn a_warm_process_serves_the_next_invocation_with_a_new_request_id() {
     let second = json_of(&function.invoke(Bytes::from("2")).await.unwrap());
     assert_ne!(first["requestId"], second["requestId"]);
     assert!(
-        started.elapsed() < Duration::from_millis(500),
+        started.elapsed() < Duration::from_secs(2),
         "a warm invoke took {:?}",
         started.elapsed()
     );
