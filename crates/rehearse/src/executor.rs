@@ -165,6 +165,7 @@ pub struct Rehearsal {
     endpoint: Endpoint,
     deployer: Arc<Deployer>,
     change_sets: Mutex<BTreeMap<String, ChangeSet>>,
+    _lock: WorkDirLock,
 }
 
 impl Rehearsal {
@@ -173,6 +174,7 @@ impl Rehearsal {
             path: options.work_dir.display().to_string(),
             source,
         })?;
+        let lock = WorkDirLock::acquire(&options.work_dir, &options.printer).await?;
         let world = World::new();
         let endpoint = Endpoint::start(world.clone())
             .await
@@ -189,6 +191,7 @@ impl Rehearsal {
             endpoint,
             deployer,
             change_sets: Mutex::new(BTreeMap::new()),
+            _lock: lock,
         })
     }
 
@@ -765,6 +768,73 @@ impl Rehearsal {
 type ChangeSet = (PathBuf, BTreeMap<String, String>);
 
 type ActionResult = Result<(String, BTreeMap<String, PathBuf>), ActionError>;
+
+/// One rehearsal at a time per work directory (they share the checkout):
+/// a `lock` directory holding the owner's process id. A lock whose owner
+/// process is gone is taken over.
+struct WorkDirLock {
+    path: PathBuf,
+}
+
+impl WorkDirLock {
+    async fn acquire(
+        work_dir: &std::path::Path,
+        printer: &Printer,
+    ) -> Result<Self, RehearsalError> {
+        let path = work_dir.join("lock");
+        let pid_file = path.join("pid");
+        let mut told = false;
+        loop {
+            match std::fs::create_dir(&path) {
+                Ok(()) => {
+                    std::fs::write(&pid_file, std::process::id().to_string()).map_err(
+                        |source| RehearsalError::WorkDir {
+                            path: pid_file.display().to_string(),
+                            source,
+                        },
+                    )?;
+                    return Ok(Self { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let owner = std::fs::read_to_string(&pid_file).unwrap_or_default();
+                    let alive = owner
+                        .trim()
+                        .parse::<u32>()
+                        .is_ok_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+                    if !alive && !owner.is_empty() {
+                        tracing::warn!(
+                            owner = owner.trim(),
+                            "taking over the lock of a rehearsal that is gone"
+                        );
+                        let _ = std::fs::remove_dir_all(&path);
+                        continue;
+                    }
+                    if !told {
+                        printer.note(&format!(
+                            "another rehearsal (process {}) is using {}; waiting for it to finish",
+                            owner.trim(),
+                            work_dir.display()
+                        ));
+                        told = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(source) => {
+                    return Err(RehearsalError::WorkDir {
+                        path: path.display().to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Drop for WorkDirLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
 
 /// Keeps the `keep` newest run directories (their names sort by time).
 fn prune_runs(runs: &std::path::Path, keep: usize) {

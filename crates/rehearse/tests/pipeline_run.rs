@@ -368,3 +368,21 @@ async fn a_missing_branch_is_an_error_suggesting_rev() {
     assert!(error.contains("branch release"), "{error}");
     assert!(error.contains("--rev"), "{error}");
 }
+
+#[tokio::test]
+async fn a_second_rehearsal_of_the_same_work_dir_waits_for_the_first() {
+    let repo = repository(PIPELINE);
+    let first = Rehearsal::start(options(repo.path())).await.unwrap();
+    let second = tokio::spawn(Rehearsal::start(options(repo.path())));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !second.is_finished(),
+        "the second rehearsal must wait for the lock"
+    );
+    drop(first);
+    let second = tokio::time::timeout(Duration::from_secs(5), second).await;
+    assert!(
+        matches!(second, Ok(Ok(Ok(_)))),
+        "the second rehearsal starts once the first is gone"
+    );
+}
