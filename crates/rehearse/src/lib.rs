@@ -1,6 +1,18 @@
 //! `cargo rehearse`: runs the pipeline that `pipeline.yaml` defines on this
-//! machine, with the real function binaries under a local Lambda Runtime API,
-//! a local API gateway per stage and a local AWS endpoint.
+//! machine, with the real function binaries, and no AWS account.
+//!
+//! - [`executor`] reads the `AWS::CodePipeline::Pipeline` and runs its stages
+//!   and actions (Source from a clean checkout, Build with scripts/build.sh,
+//!   CloudFormation deploys, Lambda invokes waiting for the job result,
+//!   manual approvals).
+//! - [`stack`] deploys a packaged SAM template as a local stack: functions
+//!   as processes ([`runtime`]), API events behind a per-stack [`gateway`],
+//!   outputs resolved to local values ([`cfn`]).
+//! - [`runtime`] serves the Lambda Runtime API to each function process.
+//! - [`endpoint`] answers the functions' AWS calls (CloudFormation
+//!   DescribeStacks, Lambda Invoke, CodePipeline job results) from the local
+//!   [`world`], in AWS's wire formats.
+//! - [`report`] prints progress, the final table and the JSON result.
 
 pub mod cfn;
 pub mod endpoint;

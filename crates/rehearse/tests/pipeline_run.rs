@@ -386,3 +386,21 @@ async fn a_second_rehearsal_of_the_same_work_dir_waits_for_the_first() {
         "the second rehearsal starts once the first is gone"
     );
 }
+
+#[tokio::test]
+async fn a_second_run_replaces_the_functions_and_keeps_the_stage_url() {
+    let repo = repository(PIPELINE);
+    let (rehearsal, first) = rehearse(options(repo.path())).await;
+    assert!(first.succeeded(), "{first:#?}");
+    let old_gate = rehearsal.world().function("Svc_gate").unwrap();
+    let commit = rehearsal.source_commit().unwrap();
+    let second = rehearsal.run(&commit).await.unwrap();
+    assert!(second.succeeded(), "{second:#?}");
+    let new_gate = rehearsal.world().function("Svc_gate").unwrap();
+    assert!(
+        !std::sync::Arc::ptr_eq(&old_gate, &new_gate),
+        "the redeploy starts new processes"
+    );
+    assert_eq!(first.urls["Svc-beta"], second.urls["Svc-beta"]);
+    rehearsal.shutdown().await;
+}
