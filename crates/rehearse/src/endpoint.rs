@@ -263,13 +263,15 @@ async fn lambda_invoke(
             let name = function.name().to_string();
             tracing::info!(function = %name, "asynchronous invocation queued");
             tokio::spawn(async move {
-                if let Err(error) = function.invoke(body).await {
-                    tracing::warn!(function = %name, %error, "asynchronous invocation failed");
-                    world.record_async_failure(AsyncFailure {
-                        function: name,
-                        error,
-                    });
-                }
+                let _ = function
+                    .invoke_async(body, |attempt, error| {
+                        tracing::warn!(function = %name, %error, attempt, "asynchronous invocation failed");
+                        world.record_async_failure(AsyncFailure {
+                            function: name.clone(),
+                            error: error.clone(),
+                        });
+                    })
+                    .await;
             });
             (
                 StatusCode::ACCEPTED,

@@ -672,8 +672,12 @@ impl Rehearsal {
         let started = Instant::now();
         // CodePipeline invokes the function asynchronously and then waits
         // for the job's result, whichever function reports it.
-        let mut invocation =
-            tokio::spawn(async move { function.invoke(Bytes::from(event.to_string())).await });
+        let attempts = function.config().async_retries + 1;
+        let mut invocation = tokio::spawn(async move {
+            function
+                .invoke_async(Bytes::from(event.to_string()), |_, _| {})
+                .await
+        });
         let deadline = tokio::time::sleep(self.options.job_timeout);
         tokio::pin!(deadline);
         let mut invocation_done = false;
@@ -692,8 +696,16 @@ impl Rehearsal {
                         break Some(reported);
                     }
                     self.world.expire_job(&job_id);
+                    let tries = if attempts > 1 {
+                        format!(
+                            " ({attempts} attempts, as EventInvokeConfig.MaximumRetryAttempts is {})",
+                            attempts - 1
+                        )
+                    } else {
+                        String::new()
+                    };
                     return Err(ActionError::JobFailed(format!(
-                        "function {name} failed without reporting job {job_id}: {error}"
+                        "function {name} failed without reporting job {job_id}{tries}: {error}"
                     )));
                 }
                 _ = &mut deadline => {

@@ -29,6 +29,11 @@ use tokio::task::JoinHandle;
 
 use crate::ids;
 
+/// The wait before the first retry of a failed asynchronous invocation.
+/// Lambda waits about a minute, then two; the rehearsal keeps the number
+/// of retries and shortens the waits (1 s, then 2 s).
+pub const ASYNC_RETRY_DELAY: Duration = Duration::from_secs(1);
+
 /// Everything needed to start one function the way Lambda starts it.
 #[derive(Debug, Clone)]
 pub struct FunctionConfig {
@@ -51,6 +56,10 @@ pub struct FunctionConfig {
     /// Where the process's stdout and stderr go (its "CloudWatch log");
     /// `None` inherits the rehearsal's own.
     pub log_file: Option<PathBuf>,
+    /// How often a failed asynchronous (`Event`) invocation is retried:
+    /// `EventInvokeConfig.MaximumRetryAttempts`, 2 when the template does
+    /// not say, as on AWS.
+    pub async_retries: u32,
 }
 
 /// Why an invocation failed, in the shape Lambda reports it
@@ -466,6 +475,31 @@ impl FunctionHost {
         self.slot.lock().await.take();
     }
 
+    /// An asynchronous (`Event`) invocation: on failure it is retried
+    /// `async_retries` times, as Lambda retries it, with each failure passed
+    /// to `on_failure` (attempt number, error). Returns the last outcome.
+    pub async fn invoke_async(
+        &self,
+        payload: Bytes,
+        mut on_failure: impl FnMut(u32, &FunctionError),
+    ) -> Outcome {
+        let mut attempt = 0;
+        loop {
+            match self.invoke(payload.clone()).await {
+                Ok(response) => return Ok(response),
+                Err(error) => {
+                    on_failure(attempt, &error);
+                    if attempt >= self.config.async_retries {
+                        return Err(error);
+                    }
+                }
+            }
+            attempt += 1;
+            tokio::time::sleep(ASYNC_RETRY_DELAY * attempt).await;
+            tracing::info!(function = %self.config.name, attempt, "retrying the asynchronous invocation");
+        }
+    }
+
     /// Runs one invocation with `payload` and returns what the function
     /// answered. Crashes, init errors and timeouts come back as the function
     /// errors Lambda reports for them.
@@ -569,6 +603,7 @@ mod tests {
                 ("AWS_REGION".to_string(), "eu-west-1".to_string()),
             ]),
             log_file: None,
+            async_retries: 2,
         }
     }
 

@@ -500,6 +500,21 @@ impl Deployer {
             events.push((event_name.to_string(), api_kind, api_ref, method, path));
         }
 
+        let async_retries = match properties
+            .get("EventInvokeConfig")
+            .and_then(|c| c.get("MaximumRetryAttempts"))
+        {
+            Some(v) => {
+                let text = ctx.resolve_string(v, &at("EventInvokeConfig.MaximumRetryAttempts"))?;
+                text.parse().map_err(|_| {
+                    DeployError::Template(CfnError::Eval {
+                        context: at("EventInvokeConfig.MaximumRetryAttempts"),
+                        message: format!("{text:?} is not a number"),
+                    })
+                })?
+            }
+            None => 2,
+        };
         let log_file = self.log_dir.join(stack_name).join(format!("{name}.log"));
         if let Some(dir) = log_file.parent() {
             let _ = std::fs::create_dir_all(dir);
@@ -516,6 +531,7 @@ impl Deployer {
                 timeout: Duration::from_secs(timeout),
                 environment,
                 log_file: Some(log_file),
+                async_retries,
             },
             events,
         })

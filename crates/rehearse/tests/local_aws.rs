@@ -501,3 +501,32 @@ async fn an_over_long_failure_message_is_a_validation_exception() {
         .into_service_error();
     assert!(error.is_validation_exception(), "{error:?}");
 }
+
+#[tokio::test]
+async fn a_failed_event_invocation_is_retried_as_event_invoke_config_says() {
+    let (world, endpoint) = local_aws().await;
+    let mut config = fake("retried-fn", "error", Duration::from_secs(10), &[]);
+    config.async_retries = 2;
+    world.put_function(Arc::new(FunctionHost::new(config)));
+    let client = aws_sdk_lambda::Client::new(&sdk_from_test(&endpoint).await);
+    let out = client
+        .invoke()
+        .function_name("retried-fn")
+        .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status_code(), 202);
+    let started = Instant::now();
+    while world.async_failures_since(0).len() < 3 && started.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let failures = world.async_failures_since(0);
+    assert_eq!(
+        failures.len(),
+        3,
+        "one attempt and two retries: {failures:?}"
+    );
+    assert!(failures.iter().all(|f| f.function == "retried-fn"));
+}

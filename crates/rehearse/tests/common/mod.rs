@@ -218,5 +218,6 @@ pub fn fake(
         environment,
         // The test harness of the fake prints to stdout: keep it out of ours.
         log_file: Some(std::env::temp_dir().join(format!("rehearse-fake-{name}.log"))),
+        async_retries: 0,
     }
 }
