@@ -256,6 +256,11 @@ async fn a_crashing_gate_fails_at_once_saying_it_crashed() {
         message.contains("Runtime exited with error: exit status: 3"),
         "{message}"
     );
+    // No EventInvokeConfig in the template: Lambda's default two retries.
+    assert!(
+        message.contains("(3 attempts, as EventInvokeConfig.MaximumRetryAttempts is 2)"),
+        "{message}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(15),
         "took {:?}",
