@@ -409,3 +409,73 @@ async fn a_second_run_replaces_the_functions_and_keeps_the_stage_url() {
     assert_eq!(first.urls["Svc-beta"], second.urls["Svc-beta"]);
     rehearsal.shutdown().await;
 }
+
+fn cli(repo: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rehearse"))
+        .arg("--repo")
+        .arg(repo)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), text)
+}
+
+#[test]
+fn the_cli_exits_zero_prints_the_table_and_writes_json_when_every_stage_passes() {
+    let repo = repository(PIPELINE);
+    let json = repo.path().join("result.json");
+    let (code, output) = cli(
+        repo.path(),
+        &["--approve", "--json", json.to_str().unwrap()],
+    );
+    assert_eq!(code, Some(0), "{output}");
+    assert!(output.contains("▶ Beta/Gate (Lambda) started"), "{output}");
+    assert!(output.contains("✔ Beta/Gate succeeded"), "{output}");
+    assert!(
+        output
+            .lines()
+            .any(|l| l.starts_with("Total") && l.contains("Succeeded")),
+        "{output}"
+    );
+    assert!(
+        output.contains("Svc-beta"),
+        "the running stage's URL is printed: {output}"
+    );
+    let result: Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    assert_eq!(result["status"], "Succeeded");
+    assert_eq!(result["stages"].as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn the_cli_exits_non_zero_naming_the_failed_action_and_reason() {
+    let repo = repository(PIPELINE);
+    let (code, output) = cli(
+        repo.path(),
+        &[
+            "--approve",
+            "--job-timeout",
+            "2",
+            "--parameter",
+            "Behaviour=never",
+        ],
+    );
+    assert_eq!(code, Some(1), "{output}");
+    assert!(
+        output.contains("FAILED: Beta/Gate: no result reported for job"),
+        "{output}"
+    );
+}
+
+#[test]
+fn the_cli_exits_2_when_there_is_nothing_to_rehearse() {
+    let repo = repository(PIPELINE);
+    let (code, output) = cli(repo.path(), &["--rev", "no-such-branch"]);
+    assert_eq!(code, Some(2), "{output}");
+    assert!(
+        output.contains("no-such-branch is not a commit"),
+        "{output}"
+    );
+}
