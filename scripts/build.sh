@@ -7,8 +7,8 @@
 # 1. Finds every function of app-sam.yaml, test-sam.yaml and pipeline.yaml
 #    (AWS::Serverless::Function with Metadata BuildMethod rust-cargolambda and
 #    BuildProperties Binary).
-# 2. Builds all their binaries in release mode for ARCH with one
-#    `cargo lambda build` (cross-compiling with zig), into
+# 2. Builds each binary in release mode for ARCH with `cargo lambda build`
+#    (cross-compiling with zig), one binary per invocation (see below), into
 #    $CARGO_TARGET_DIR/lambda-ARCH (default target dir: the repository's
 #    target/, shared with every other build). One directory per architecture,
 #    so an arm64 and an x86_64 build running at the same time cannot swap
@@ -22,8 +22,7 @@
 #    and `sam package` uploads the function zips to s3://BUCKET/PREFIX,
 #    writing DIR/packaged-*.yaml with S3 CodeUris (what CodePipeline deploys).
 #
-# We build with cargo-lambda directly rather than `sam build`: one cargo
-# invocation compiles the shared dependencies once for all functions, the
+# We build with cargo-lambda directly rather than `sam build`: the
 # architecture is a flag instead of a rewritten copy of each template, and
 # the per-architecture output directory avoids the race above. `sam build`
 # still works on each template (the Metadata above is what it reads).
@@ -122,11 +121,18 @@ mapfile -t BINARIES < <(printf '%s\n' "$binaries" | sed '/^$/d')
 
 echo "build.sh: building ${BINARIES[*]} for $ARCH (release)"
 start=$SECONDS
-bin_args=()
-for b in "${BINARIES[@]}"; do bin_args+=(--bin "$b"); done
 # A committed Cargo.lock is what the build uses, never a fresh resolution.
-[ ! -f "$ROOT/Cargo.lock" ] || bin_args+=(--locked)
-(cd "$ROOT" && cargo lambda build --release "$CARGO_LAMBDA_ARCH" --lambda-dir "$LAMBDA_DIR" "${bin_args[@]}")
+lock_args=()
+[ ! -f "$ROOT/Cargo.lock" ] || lock_args+=(--locked)
+# One cargo invocation per binary, as `sam build` does: cargo unifies the
+# features of every package it builds at once, so building all binaries
+# together would link, say, the gate functions' regex-based log filter into
+# time-service (+200 KB in its zip). Built alone, each function carries only
+# its own features, and its artifacts are the ones `sam build` reuses.
+for b in "${BINARIES[@]}"; do
+  (cd "$ROOT" && cargo lambda build --release "$CARGO_LAMBDA_ARCH" --lambda-dir "$LAMBDA_DIR" \
+    "${lock_args[@]}" --bin "$b")
+done
 echo "build.sh: compiled in $((SECONDS - start)) s"
 
 rm -rf "$OUT/functions"

@@ -176,26 +176,42 @@ Resources:
     }
 }
 
-/// `sam build` builds the application's function here, without Docker,
-/// through cargo-lambda, into an arm64 `bootstrap`.
-#[test]
-fn app_template_builds_with_sam() {
+/// `sam build -t <template>` builds the template's functions here, without
+/// Docker, through cargo-lambda, into arm64 `bootstrap`s.
+fn sam_build(template: &str, functions: &[&str]) {
     let build_dir = tempfile::tempdir().unwrap();
     let (ok, out) = run(tool_command("sam")
         .current_dir(repo_root())
         .env("CARGO_TARGET_DIR", repo_root().join("target"))
         .env("SAM_CLI_TELEMETRY", "0")
-        .args(["build", "-t", "app-sam.yaml", "--build-dir"])
+        .args(["build", "-t", template, "--build-dir"])
         .arg(build_dir.path()));
-    assert!(ok, "sam build -t app-sam.yaml failed:\n{out}");
-    let bootstrap = build_dir.path().join("TimeFunction/bootstrap");
-    let bytes = std::fs::read(&bootstrap)
-        .unwrap_or_else(|e| panic!("{} missing ({e}):\n{out}", bootstrap.display()));
-    assert_eq!(&bytes[..4], b"\x7fELF");
-    // e_machine at offset 18, little-endian: 183 is EM_AARCH64.
-    assert_eq!(
-        u16::from_le_bytes([bytes[18], bytes[19]]),
-        183,
-        "not an arm64 binary"
-    );
+    assert!(ok, "sam build -t {template} failed:\n{out}");
+    for function in functions {
+        let bootstrap = build_dir.path().join(function).join("bootstrap");
+        let bytes = std::fs::read(&bootstrap)
+            .unwrap_or_else(|e| panic!("{} missing ({e}):\n{out}", bootstrap.display()));
+        assert_eq!(&bytes[..4], b"\x7fELF", "{function}: not an ELF file");
+        // e_machine at offset 18, little-endian: 183 is EM_AARCH64.
+        assert_eq!(
+            u16::from_le_bytes([bytes[18], bytes[19]]),
+            183,
+            "{function}: not an arm64 binary"
+        );
+    }
+}
+
+#[test]
+fn app_template_builds_with_sam() {
+    sam_build(TEMPLATES[0], &["TimeFunction"]);
+}
+
+#[test]
+fn test_template_builds_with_sam() {
+    sam_build(TEMPLATES[1], &["RunTestsFunction"]);
+}
+
+#[test]
+fn pipeline_template_builds_with_sam() {
+    sam_build(TEMPLATES[2], &["StartTestsFunction"]);
 }
