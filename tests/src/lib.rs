@@ -61,3 +61,61 @@ pub fn run(cmd: &mut Command) -> (bool, String) {
     text.push_str(&String::from_utf8_lossy(&output.stderr));
     (output.status.success(), text)
 }
+
+/// A moto server (AWS emulator from PyPI) on a free loopback port, with its
+/// own working directory and request recording, stopped when dropped.
+pub struct MotoServer {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// moto's working directory and request recording: one per server (the
+    /// recorder's default file is shared by every server in the same cwd).
+    _dir: tempfile::TempDir,
+}
+
+impl MotoServer {
+    /// Starts `moto_server` and waits (up to 60 s) until it answers.
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(tool("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .current_dir(dir.path())
+            .env("MOTO_RECORDER_FILEPATH", dir.path().join("recording.jsonl"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let moto = MotoServer {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        let http = reqwest::Client::new();
+        let started = std::time::Instant::now();
+        while !http
+            .get(format!("{}/moto-api/", moto.url))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            assert!(
+                started.elapsed().as_secs() < 60,
+                "moto_server did not come up on port {port}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        moto
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -239,64 +239,13 @@ fn rejects_an_s3_prefix_without_a_bucket() {
     assert!(log.contains("--s3-prefix needs --s3-bucket"), "{log}");
 }
 
-/// A moto server (S3 stand-in) on a free loopback port, stopped when dropped.
-struct Moto {
-    child: std::process::Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Moto {
-    fn start(rt: &tokio::runtime::Runtime) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(e2e::tool("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .current_dir(dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("moto_server starts");
-        let moto = Moto {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            _dir: dir,
-        };
-        let started = std::time::Instant::now();
-        rt.block_on(async {
-            while !reqwest::get(format!("{}/moto-api/", moto.url))
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                assert!(
-                    started.elapsed().as_secs() < 60,
-                    "moto_server did not come up on port {port}"
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            }
-        });
-        moto
-    }
-}
-
 /// What buildspec.yml runs in CodeBuild, against moto's S3: every packaged
 /// function's CodeUri points at an object that `sam package` uploaded.
 #[test]
 fn packaging_to_s3_uploads_every_function_and_points_code_uris_at_it() {
     arm64_build(); // compile once, shared with the other tests
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let moto = Moto::start(&rt);
+    let moto = rt.block_on(e2e::MotoServer::start());
     let http = reqwest::Client::new();
     let created = rt
         .block_on(http.put(format!("{}/artifacts", moto.url)).send())

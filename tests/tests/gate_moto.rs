@@ -4,7 +4,6 @@
 //! the CodePipeline job APIs, so a tiny local fake answers those and records
 //! every report.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,53 +24,20 @@ const API_URL: &str = "https://abc123.execute-api.us-east-1.amazonaws.com/";
 
 // ---- moto -----------------------------------------------------------------
 
-/// A moto server on a free loopback port, stopped when dropped.
+/// A moto server on a free loopback port, set up for Lambda without Docker.
 struct Moto {
-    child: Child,
-    url: String,
-    /// moto's working directory and request recording: one per server (the
-    /// recorder's default file is shared by every server in the same cwd).
-    _dir: tempfile::TempDir,
+    server: e2e::MotoServer,
 }
 
 impl Moto {
     async fn start() -> Self {
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.local_addr().unwrap().port()
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(e2e::tool("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .current_dir(dir.path())
-            .env("MOTO_RECORDER_FILEPATH", dir.path().join("recording.jsonl"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server starts");
-        let moto = Moto {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            _dir: dir,
-        };
+        let server = e2e::MotoServer::start().await;
+        let moto = Moto { server };
         let http = reqwest::Client::new();
-        let started = Instant::now();
-        loop {
-            if let Ok(response) = http.get(format!("{}/moto-api/", moto.url)).send().await {
-                if response.status().is_success() {
-                    break;
-                }
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "moto_server did not come up on port {port}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
         // Lambda without Docker: Invoke is accepted and echoed, not run.
         // Must be set before any function is created.
         let response = http
-            .post(format!("{}/moto-api/config", moto.url))
+            .post(format!("{}/moto-api/config", moto.server.url))
             .json(&json!({"lambda": {"use_docker": false}}))
             .send()
             .await
@@ -82,7 +48,10 @@ impl Moto {
 
     async fn start_recording(&self) {
         let response = reqwest::Client::new()
-            .post(format!("{}/moto-api/recorder/start-recording", self.url))
+            .post(format!(
+                "{}/moto-api/recorder/start-recording",
+                self.server.url
+            ))
             .send()
             .await
             .unwrap();
@@ -91,12 +60,15 @@ impl Moto {
 
     /// The requests moto received since recording started.
     async fn recording(&self) -> Vec<Recorded> {
-        let text = reqwest::get(format!("{}/moto-api/recorder/download-recording", self.url))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = reqwest::get(format!(
+            "{}/moto-api/recorder/download-recording",
+            self.server.url
+        ))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
         text.lines()
             .filter(|l| !l.trim().is_empty())
             .map(Recorded::parse)
@@ -110,7 +82,7 @@ impl Moto {
             "Action=CreateRole&Version=2010-05-08&RoleName={name}&AssumeRolePolicyDocument=%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%5D%7D"
         );
         let response = reqwest::Client::new()
-            .post(format!("{}/", self.url))
+            .post(format!("{}/", self.server.url))
             .header("content-type", "application/x-www-form-urlencoded")
             .header(
                 "authorization",
@@ -126,13 +98,6 @@ impl Moto {
             response.text().await.unwrap()
         );
         format!("arn:aws:iam::123456789012:role/{name}")
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -227,7 +192,7 @@ impl Gate {
         // The project's loader (timeouts, standard retries) with the
         // standard endpoint override, as AWS_ENDPOINT_URL would set it.
         let aws = sdk_config_loader()
-            .endpoint_url(&moto.url)
+            .endpoint_url(&moto.server.url)
             .region(Region::new(REGION))
             .credentials_provider(credentials.clone())
             .load()
