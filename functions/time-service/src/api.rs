@@ -1,5 +1,7 @@
 //! The HTTP API: one axum [`Router`] served unchanged on Lambda and locally.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,12 +11,12 @@ use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
-use chrono::{DateTime, Offset, SecondsFormat, Utc};
-use chrono_tz::{OffsetName, Tz};
+use chrono::{DateTime, Datelike, FixedOffset, Offset, SecondsFormat, Timelike, Utc};
 use percent_encoding::percent_decode_str;
 use serde::Serialize;
+use serde::ser::{SerializeStruct, Serializer};
 
-use crate::zones::{self, LookupError, MAX_ZONE_NAME_LEN};
+use crate::zones::{self, LookupError, MAX_ZONE_NAME_LEN, Resolved};
 
 /// The header that tells a client which stage answered.
 pub const STAGE_HEADER: &str = "x-service-stage";
@@ -40,7 +42,6 @@ pub fn app_with_clock(stage: impl Into<String>, clock: Clock) -> Router {
     // working service whose header says so.
     let stage =
         HeaderValue::from_str(&stage).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
-    zones::warm_up();
     let state = Arc::new(AppState { stage, clock });
     Router::new()
         .route("/time", get(utc_time))
@@ -48,62 +49,98 @@ pub fn app_with_clock(stage: impl Into<String>, clock: Clock) -> Router {
         .route("/time/{*zone}", get(zone_time))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            common_headers,
-        ))
-        .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(state.clone(), finish))
         .with_state(state)
 }
 
-/// The body of a successful answer.
-#[derive(Debug, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
+/// The body of a successful answer: one instant in one zone, serialized as
+/// `timeZone`, `time` (RFC 3339, whole seconds, with the zone's offset),
+/// `utcOffset` (`±HH:MM`), `abbreviation` and `epochMillis`. It is written
+/// straight into the response buffer, without intermediate strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeResponse {
     /// Canonical IANA name of the zone.
     pub time_zone: &'static str,
-    /// RFC 3339, whole seconds, with the zone's offset.
-    pub time: String,
-    /// The zone's offset from UTC at that instant, `±HH:MM`.
-    pub utc_offset: String,
+    /// The instant, at the zone's offset from UTC at that instant.
+    pub local: DateTime<FixedOffset>,
     /// The zone's abbreviation at that instant (`EST`, `CET`, `+03`).
-    pub abbreviation: String,
-    /// The same instant in milliseconds since the Unix epoch.
-    pub epoch_millis: i64,
+    pub abbreviation: &'static str,
 }
 
 impl TimeResponse {
-    fn at(now: DateTime<Utc>, tz: Tz, canonical: &'static str) -> Self {
-        let local = now.with_timezone(&tz);
-        let offset = local.offset();
-        let seconds = offset.fix().local_minus_utc();
+    fn at(now: DateTime<Utc>, zone: Resolved) -> Self {
+        let offset = zone.zone.offset_at(now.timestamp());
+        // tzdb offsets are within ±24 h (build.rs checks), so this is always Some.
+        let fixed = FixedOffset::east_opt(offset.seconds).unwrap_or(Utc.fix());
         Self {
-            time_zone: canonical,
-            time: local.to_rfc3339_opts(SecondsFormat::Secs, false),
-            utc_offset: format_offset(seconds),
-            abbreviation: offset
-                .abbreviation()
-                .map_or_else(|| numeric_abbreviation(seconds), str::to_owned),
-            epoch_millis: now.timestamp_millis(),
+            time_zone: zone.canonical,
+            local: now.with_timezone(&fixed),
+            abbreviation: offset.abbreviation,
         }
     }
 }
 
-/// tzdata's `%z` form, for zones with no letter abbreviation: `-03`, `+0545`.
-pub fn numeric_abbreviation(seconds: i32) -> String {
-    let sign = if seconds < 0 { '-' } else { '+' };
-    let minutes = seconds.unsigned_abs() / 60;
-    match minutes % 60 {
-        0 => format!("{sign}{:02}", minutes / 60),
-        m => format!("{sign}{:02}{m:02}", minutes / 60),
+impl Serialize for TimeResponse {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let offset = self.local.offset().local_minus_utc();
+        let mut body = serializer.serialize_struct("TimeResponse", 5)?;
+        body.serialize_field("timeZone", self.time_zone)?;
+        body.serialize_field("time", &AsStr(Rfc3339(&self.local)))?;
+        body.serialize_field("utcOffset", &AsStr(UtcOffset(offset)))?;
+        body.serialize_field("abbreviation", self.abbreviation)?;
+        body.serialize_field("epochMillis", &self.local.timestamp_millis())?;
+        body.end()
     }
 }
 
-/// `±HH:MM` for an offset in seconds (tzdata offsets since 1970 are whole minutes).
+/// Serializes a [`fmt::Display`] value as a JSON string, without allocating.
+struct AsStr<T>(T);
+
+impl<T: fmt::Display> Serialize for AsStr<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+/// RFC 3339 with whole seconds: `2026-11-26T08:50:49-05:00`.
+struct Rfc3339<'a>(&'a DateTime<FixedOffset>);
+
+impl fmt::Display for Rfc3339<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let local = self.0.naive_local();
+        if !(0..=9999).contains(&local.year()) {
+            // Not a clock reading; chrono knows the extended form.
+            return f.write_str(&self.0.to_rfc3339_opts(SecondsFormat::Secs, false));
+        }
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{}",
+            local.year(),
+            local.month(),
+            local.day(),
+            local.hour(),
+            local.minute(),
+            local.second(),
+            UtcOffset(self.0.offset().local_minus_utc())
+        )
+    }
+}
+
+/// `±HH:MM` for an offset in seconds (tzdata offsets since 1970 are whole
+/// minutes).
+struct UtcOffset(i32);
+
+impl fmt::Display for UtcOffset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { '-' } else { '+' };
+        let minutes = self.0.unsigned_abs() / 60;
+        write!(f, "{sign}{:02}:{:02}", minutes / 60, minutes % 60)
+    }
+}
+
+/// `±HH:MM` for an offset in seconds, as `utcOffset` shows it.
 pub fn format_offset(seconds: i32) -> String {
-    let sign = if seconds < 0 { '-' } else { '+' };
-    let minutes = seconds.unsigned_abs() / 60;
-    format!("{sign}{:02}:{:02}", minutes / 60, minutes % 60)
+    UtcOffset(seconds).to_string()
 }
 
 /// Every way a request can fail; each becomes a 4xx with a JSON body.
@@ -200,7 +237,7 @@ fn echo(sent: &str) -> String {
 }
 
 async fn utc_time(State(state): State<Arc<AppState>>) -> Json<TimeResponse> {
-    Json(TimeResponse::at((state.clock)(), Tz::UTC, "Etc/UTC"))
+    Json(TimeResponse::at((state.clock)(), zones::utc()))
 }
 
 async fn empty_zone() -> ApiError {
@@ -228,19 +265,15 @@ async fn zone_time(
             suggestion,
         },
     })?;
-    Ok(Json(TimeResponse::at(
-        (state.clock)(),
-        resolved.tz,
-        resolved.canonical,
-    )))
+    Ok(Json(TimeResponse::at((state.clock)(), resolved)))
 }
 
-fn zone_from_raw(raw: &str) -> Result<String, ApiError> {
+fn zone_from_raw(raw: &str) -> Result<Cow<'_, str>, ApiError> {
     if raw.is_empty() {
         return Err(ApiError::EmptyZone);
     }
     if !raw.contains('%') {
-        return Ok(raw.to_owned());
+        return Ok(Cow::Borrowed(raw));
     }
     // A malformed escape ("%zz", a trailing "%") is an error, not a literal.
     let bytes = raw.as_bytes();
@@ -251,7 +284,7 @@ fn zone_from_raw(raw: &str) -> Result<String, ApiError> {
     });
     let decoded = percent_decode_str(raw).decode_utf8();
     match decoded {
-        Ok(zone) if !malformed => Ok(zone.into_owned()),
+        Ok(zone) if !malformed => Ok(zone),
         _ => Err(ApiError::BadEncoding { sent: echo(raw) }),
     }
 }
@@ -264,8 +297,13 @@ async fn method_not_allowed(method: Method) -> ApiError {
     ApiError::MethodNotAllowed(method)
 }
 
-/// Adds the headers every response carries, errors included.
-async fn common_headers(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+/// Every response: the common headers, then one log line with method, path,
+/// status and latency. One layer rather than two keeps the per-request cost
+/// down; the path is only copied when the line is actually logged.
+async fn finish(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let uri = req.uri().clone();
     let mut response = next.run(req).await;
     let headers = response.headers_mut();
     headers.insert(
@@ -274,18 +312,9 @@ async fn common_headers(State(state): State<Arc<AppState>>, req: Request, next: 
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(STAGE_HEADER, state.stage.clone());
-    response
-}
-
-/// One log line per request: method, path, status, latency.
-async fn log_request(req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = req.method().clone();
-    let path = echo(req.uri().path());
-    let response = next.run(req).await;
     tracing::info!(
         %method,
-        path,
+        path = echo(uri.path()),
         status = response.status().as_u16(),
         latency_us = started.elapsed().as_micros() as u64,
         "request"
@@ -306,10 +335,40 @@ mod tests {
     }
 
     #[test]
-    fn zones_without_letters_get_a_numeric_abbreviation() {
-        assert_eq!(numeric_abbreviation(-3 * 3600), "-03");
-        assert_eq!(numeric_abbreviation(5 * 3600 + 45 * 60), "+0545");
-        assert_eq!(numeric_abbreviation(0), "+00");
+    fn time_is_rfc3339_in_whole_seconds_exactly_as_chrono_writes_it() {
+        for (seconds, offset) in [
+            (1_795_705_634, -5 * 3600),
+            (0, 0),
+            (1_700_000_000, 5 * 3600 + 45 * 60),
+            (-2_000_000_000, -(9 * 3600 + 30 * 60)),
+            (-62_167_219_200, 0),
+            // 9999-12-31T23:59:59Z at +14:00 is in year 10000.
+            (253_402_300_799, 14 * 3600),
+        ] {
+            let local = DateTime::from_timestamp(seconds, 999_000_000)
+                .unwrap()
+                .with_timezone(&FixedOffset::east_opt(offset).unwrap());
+            assert_eq!(
+                Rfc3339(&local).to_string(),
+                local.to_rfc3339_opts(SecondsFormat::Secs, false)
+            );
+        }
+    }
+
+    #[test]
+    fn a_time_response_serializes_every_field() {
+        let local = DateTime::from_timestamp(1_795_705_634, 823_000_000)
+            .unwrap()
+            .with_timezone(&FixedOffset::west_opt(5 * 3600).unwrap());
+        let body = TimeResponse {
+            time_zone: "America/New_York",
+            local,
+            abbreviation: "EST",
+        };
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"timeZone":"America/New_York","time":"2026-11-26T10:07:14-05:00","utcOffset":"-05:00","abbreviation":"EST","epochMillis":1795705634823}"#
+        );
     }
 
     #[test]

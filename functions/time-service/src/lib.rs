@@ -8,14 +8,11 @@ pub mod api;
 pub mod lambda;
 pub mod local;
 pub mod telemetry;
-mod tz_links;
+mod tzdb;
 pub mod zones;
 
 pub use api::{STAGE_HEADER, TimeResponse, app, app_with_clock};
 pub use local::serve_local;
-
-/// The tzdata release the link table was generated from.
-pub const TZ_LINKS_RELEASE: &str = tz_links::TZDATA_RELEASE;
 
 /// The stage a process serves, from `STAGE` (default `local`).
 ///
@@ -34,11 +31,11 @@ pub fn stage_from_env() -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn link_table_matches_the_tzdata_chrono_tz_was_built_from() {
+    fn vendored_tzdata_is_the_release_chrono_tz_was_built_from() {
         assert_eq!(
-            super::TZ_LINKS_RELEASE,
+            crate::zones::TZDATA_RELEASE,
             chrono_tz::IANA_TZDB_VERSION,
-            "regenerate src/tz_links.rs with scripts/gen-tz-links.py"
+            "tzdata/ and the chrono-tz in Cargo.lock must agree: see tzdata/README.md"
         );
     }
 }

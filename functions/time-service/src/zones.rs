@@ -1,12 +1,12 @@
 //! Time zone lookup: IANA names, case-insensitive, with old link names mapped
 //! to their canonical zone and a "did you mean" suggestion for typos.
 
-use std::collections::HashMap;
-use std::sync::LazyLock;
+use crate::tzdb::{self, NAMES};
 
-use chrono_tz::{TZ_VARIANTS, Tz};
+pub use crate::tzdb::{Zone, ZoneOffset};
 
-use crate::tz_links::LINKS;
+/// The tzdata release the service answers from.
+pub const TZDATA_RELEASE: &str = tzdb::TZDATA_RELEASE;
 
 /// The longest name we try to resolve. The longest IANA name is 32 bytes
 /// (`America/Argentina/ComodRivadavia`); anything far longer is not a zone,
@@ -17,7 +17,7 @@ pub const MAX_ZONE_NAME_LEN: usize = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Resolved {
     /// The zone whose rules give the time.
-    pub tz: Tz,
+    pub zone: Zone,
     /// Its canonical IANA name (`America/New_York` for `US/Eastern`).
     pub canonical: &'static str,
 }
@@ -30,48 +30,6 @@ pub enum LookupError {
     Unknown { suggestion: Option<&'static str> },
 }
 
-struct Index {
-    /// Lower-case name (canonical or link) -> (zone, canonical name).
-    by_name: HashMap<String, Resolved>,
-    /// Every canonical name, for suggestions.
-    canonical: Vec<&'static str>,
-}
-
-static INDEX: LazyLock<Index> = LazyLock::new(build_index);
-
-fn build_index() -> Index {
-    let links: HashMap<&str, &str> = LINKS.iter().copied().collect();
-    let mut by_name = HashMap::with_capacity(TZ_VARIANTS.len());
-    let mut canonical = Vec::with_capacity(TZ_VARIANTS.len());
-    for tz in TZ_VARIANTS {
-        let name = tz.name();
-        let target = links.get(name).copied().unwrap_or(name);
-        // A link whose target chrono-tz lacks keeps its own name: never map a
-        // working zone to one we cannot serve.
-        let (tz_for_rules, canonical_name) = match target.parse::<Tz>() {
-            Ok(target_tz) => (target_tz, target_tz.name()),
-            Err(_) => (tz, name),
-        };
-        if canonical_name == name {
-            canonical.push(name);
-        }
-        by_name.insert(
-            name.to_ascii_lowercase(),
-            Resolved {
-                tz: tz_for_rules,
-                canonical: canonical_name,
-            },
-        );
-    }
-    canonical.sort_unstable();
-    Index { by_name, canonical }
-}
-
-/// Builds the lookup tables now rather than on the first request.
-pub fn warm_up() {
-    LazyLock::force(&INDEX);
-}
-
 /// Resolves a zone name as a client sent it (already percent-decoded).
 pub fn resolve(name: &str) -> Result<Resolved, LookupError> {
     if name.is_empty() {
@@ -80,13 +38,20 @@ pub fn resolve(name: &str) -> Result<Resolved, LookupError> {
     if name.len() > MAX_ZONE_NAME_LEN {
         return Err(LookupError::TooLong);
     }
-    let key = name.to_ascii_lowercase();
-    match INDEX.by_name.get(&key) {
-        Some(resolved) => Ok(*resolved),
+    match tzdb::find(name) {
+        Some(entry) => Ok(Resolved {
+            zone: entry.zone(),
+            canonical: entry.canonical,
+        }),
         None => Err(LookupError::Unknown {
-            suggestion: suggest(&key),
+            suggestion: suggest(&name.to_ascii_lowercase()),
         }),
     }
+}
+
+/// UTC, for `GET /time`.
+pub fn utc() -> Resolved {
+    resolve("Etc/UTC").expect("tzdata defines Etc/UTC")
 }
 
 /// The canonical zone closest to `lower` (a lower-cased name), if any is
@@ -97,7 +62,7 @@ fn suggest(lower: &str) -> Option<&'static str> {
     let city_of = |name: &str| name.rsplit('/').next().unwrap_or(name).to_ascii_lowercase();
     let wanted_city = city_of(&normalized);
     let mut best: Option<(f64, &'static str)> = None;
-    for &name in &INDEX.canonical {
+    for name in canonical_names() {
         let full = strsim::jaro_winkler(&normalized, &name.to_ascii_lowercase());
         let city = strsim::jaro_winkler(&wanted_city, &city_of(name));
         // The full name counts most; a city match alone must be near exact.
@@ -110,9 +75,17 @@ fn suggest(lower: &str) -> Option<&'static str> {
         .map(|(_, name)| name)
 }
 
-/// Every name (canonical or link) the service accepts, as chrono-tz knows them.
+/// Every name (canonical or link) the service accepts.
 pub fn all_names() -> impl Iterator<Item = &'static str> {
-    TZ_VARIANTS.iter().map(|tz| tz.name())
+    NAMES.iter().map(|entry| entry.name)
+}
+
+/// The names the service answers with.
+pub fn canonical_names() -> impl Iterator<Item = &'static str> {
+    NAMES
+        .iter()
+        .filter(|entry| entry.name == entry.canonical)
+        .map(|entry| entry.name)
 }
 
 #[cfg(test)]
@@ -123,7 +96,7 @@ mod tests {
     fn canonical_names_resolve_to_themselves() {
         let r = resolve("America/New_York").unwrap();
         assert_eq!(r.canonical, "America/New_York");
-        assert_eq!(r.tz, Tz::America__New_York);
+        assert_eq!(r.zone, resolve("US/Eastern").unwrap().zone);
     }
 
     #[test]
@@ -198,20 +171,33 @@ mod tests {
     }
 
     #[test]
-    fn every_link_in_the_table_points_at_a_zone_chrono_tz_knows() {
-        for (name, target) in LINKS {
-            let target_tz: Tz = target
-                .parse()
-                .unwrap_or_else(|_| panic!("link {name} -> {target}: unknown target"));
-            assert!(
-                !LINKS.iter().any(|(n, _)| *n == target_tz.name()),
-                "link {name} -> {target} points at another link"
-            );
+    fn a_canonical_name_is_its_own_canonical_name() {
+        for name in all_names() {
+            let canonical = resolve(name).unwrap().canonical;
+            assert_eq!(resolve(canonical).unwrap().canonical, canonical, "{name}");
         }
     }
 
     #[test]
-    fn every_name_chrono_tz_knows_resolves() {
+    fn links_between_zone_tab_locations_are_not_renamed_but_old_names_are() {
+        let renamed: Vec<&str> = all_names()
+            .filter(|n| resolve(n).unwrap().canonical != *n)
+            .collect();
+        assert!(renamed.contains(&"America/Buenos_Aires"));
+        assert!(renamed.contains(&"GMT"));
+        assert!(!renamed.contains(&"Europe/Oslo"));
+        assert!(!renamed.contains(&"Africa/Accra"));
+    }
+
+    #[test]
+    fn utc_is_etc_utc_with_offset_zero() {
+        let utc = utc();
+        assert_eq!(utc.canonical, "Etc/UTC");
+        assert_eq!(utc.zone.offset_at(1_795_705_634).seconds, 0);
+    }
+
+    #[test]
+    fn every_name_resolves() {
         for name in all_names() {
             let resolved = resolve(name).unwrap_or_else(|e| panic!("{name}: {e:?}"));
             assert!(resolve(resolved.canonical).is_ok(), "{name}");

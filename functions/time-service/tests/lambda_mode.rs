@@ -209,3 +209,17 @@ async fn http_api_event_with_wrong_method_is_a_405() {
     let response = invoke(http_v2_event("/time", "POST")).await;
     assert_eq!(response["statusCode"], 405, "{response}");
 }
+
+/// url's IDNA runs without a Unicode back end (idna_adapter 1.0, pinned in
+/// Cargo.toml to keep the zip small): API Gateway's own domains are ASCII,
+/// and a custom internationalized domain reaches us in its ASCII (Punycode)
+/// form, which must still be served.
+#[tokio::test]
+async fn http_api_event_on_a_punycode_custom_domain_is_served() {
+    let mut event = http_v2_event("/time/Europe/Berlin", "GET");
+    event["headers"]["host"] = json!("zeit.xn--bcher-kva.example");
+    event["requestContext"]["domainName"] = json!("zeit.xn--bcher-kva.example");
+    let response = invoke(event).await;
+    assert_eq!(response["statusCode"], 200, "{response}");
+    assert_eq!(body_of(&response)["timeZone"], "Europe/Berlin");
+}
