@@ -1,11 +1,17 @@
 //! Serving the router as plain HTTP on a workstation.
 
 use axum::Router;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 /// Serves `router` on `listener` until Ctrl-C or SIGTERM, then finishes the
 /// requests in flight and returns.
 pub async fn serve_local(listener: TcpListener, router: Router) -> std::io::Result<()> {
+    // Responses are one write each; Nagle's algorithm would only hold them
+    // back waiting for an ACK.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
         .await
