@@ -5,7 +5,11 @@
 #   - cold start: process spawn to first 200, median of 30 starts;
 #   - peak RSS of the server under load (VmHWM);
 #   - size of the arm64 Lambda deployment zip (cargo lambda, release profile).
+#   - if nginx is installed, the loopback ceiling: the same load against nginx
+#     answering a constant 200 (what wrk and the kernel manage when the server
+#     does almost nothing).
 # Usage: bench/time-service.sh [seconds-per-load-run, default 10]
+# Needs wrk (apt-get install -y wrk); nginx-light for the ceiling.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
@@ -23,7 +27,10 @@ python3 bench/measure.py "$BIN" "$DURATION"
 
 echo "== arm64 deployment zip"
 rm -rf "$CARGO_TARGET_DIR/lambda/time-service"
-cargo lambda build --release --arm64 --output-format zip -p time-service --bin time-service >/dev/null 2>&1
+# From the package directory, as scripts/build.sh and `sam build` do, so no
+# other workspace member's features are unified into the build.
+(cd functions/time-service &&
+  cargo lambda build --release --arm64 --output-format zip -p time-service --bin time-service >/dev/null 2>&1)
 ZIP=$CARGO_TARGET_DIR/lambda/time-service/bootstrap.zip
 bytes=$(stat -c %s "$ZIP")
-awk -v b="$bytes" 'BEGIN { printf "arm64 zip: %d bytes (%.2f MB, target <= 1 MB)\n", b, b/1048576 }'
+awk -v b="$bytes" 'BEGIN { printf "arm64 zip: %d bytes (%.2f MB = %.2f MiB, target <= 1 MB)\n", b, b/1e6, b/1048576 }'
