@@ -34,12 +34,21 @@ const CHECKPOINT_EVERY: usize = 16;
 /// force before the first transition and `kind_at[i + 1]` from transition `i`
 /// (inclusive) on; its values index `kinds`. build.rs guarantees the lengths
 /// agree and every index is in range.
-#[derive(Debug)]
 pub(crate) struct Rules {
     kinds: &'static [Kind],
     checkpoints: &'static [i64],
     gaps: &'static [u32],
     kind_at: &'static [u8],
+}
+
+impl std::fmt::Debug for Rules {
+    /// A summary: the tables themselves run to hundreds of entries.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rules")
+            .field("kinds", &self.kinds.len())
+            .field("transitions", &self.transition_count())
+            .finish()
+    }
 }
 
 impl Rules {
