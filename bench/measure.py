@@ -23,15 +23,18 @@ import tempfile
 import time
 
 BIN, DURATION = sys.argv[1], int(sys.argv[2])
-CORES = os.cpu_count() or 1
+# The cores this process may use (a container's cpuset may not start at 0).
+ALLOWED = sorted(os.sched_getaffinity(0))
+CORES = len(ALLOWED)
 PATHS = ["/time", "/time/America/New_York"]
 TCK = os.sysconf("SC_CLK_TCK")
 
 
-def pinned(core, argv):
-    """argv pinned to one core, when there are two to share."""
+def pinned(which, argv):
+    """argv pinned to the first (0) or second (1) allowed core, when there
+    are two to share."""
     if CORES >= 2 and shutil.which("taskset"):
-        return ["taskset", "-c", str(core)] + argv
+        return ["taskset", "-c", str(ALLOWED[which])] + argv
     return argv
 
 
@@ -96,6 +99,10 @@ def load(port, path, server_pid):
     user1, sys1 = cpu_ticks(server_pid)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    # CPU shares over wrk's own run ("N requests in 8.00s"), not its start-up.
+    ran = re.search(r"requests in ([\d.]+)(m?s)", out)
+    if ran:
+        elapsed = float(ran.group(1)) / (1000 if ran.group(2) == "ms" else 1)
     lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     per_request = 1e6 / (rps * elapsed * TCK)
@@ -117,6 +124,18 @@ def report(name, r):
     print(f"{'':<24} server CPU {r['server_cpu'] * 100:.0f}% of its core "
           f"({r['user_us']:.1f} us own code + {r['kernel_us']:.1f} us kernel per request), "
           f"wrk CPU {r['wrk_cpu'] * 100:.0f}% of its core -> bottleneck: {bottleneck}")
+
+
+def nginx_worker(master):
+    """The pid of the nginx worker under `master` (the one serving), or None."""
+    for task in os.listdir(f"/proc/{master}/task"):
+        try:
+            children = open(f"/proc/{master}/task/{task}/children").read().split()
+        except OSError:
+            continue
+        if children:
+            return int(children[0])
+    return None
 
 
 def nginx_reference():
@@ -143,9 +162,11 @@ http {{ access_log off; client_body_temp_path {prefix}; proxy_temp_path {prefix}
             if not first_200(port, time.monotonic() + 5):
                 print("loopback ceiling: skipped (nginx did not start)")
                 return None
-            workers = subprocess.run(["pgrep", "-P", str(proc.pid)],
-                                     capture_output=True, text=True).stdout.split()
-            r = load(port, "/time", int(workers[0]) if workers else proc.pid)
+            worker = nginx_worker(proc.pid)
+            if worker is None:
+                print("loopback ceiling: skipped (no nginx worker process found)")
+                return None
+            r = load(port, "/time", worker)
             report("nginx, constant 200", r)
             return r["rps"]
         finally:
@@ -160,9 +181,11 @@ def main():
 
     port = free_port()
     proc = start(port, core=0)
-    first_200(port, time.monotonic() + 5)
+    if not first_200(port, time.monotonic() + 5):
+        proc.terminate()
+        sys.exit("server did not answer within 5 s (is taskset allowed to pin it?)")
     print(f"== load: wrk, 1 thread, 64 connections, {DURATION} s per path; "
-          f"server on core 0, wrk on core 1 ({CORES} cores)")
+          f"server and wrk pinned to a core each ({CORES} cores allowed)")
     results = {}
     for path in PATHS:
         results[path] = load(port, path, proc.pid)
@@ -171,12 +194,12 @@ def main():
     hwm = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1))
     proc.terminate()
     proc.wait()
+    print(f"peak RSS under load: {hwm / 1024:.1f} MB (target <= 15 MB)")
 
     ceiling = nginx_reference()
     if ceiling:
         for path in PATHS:
             print(f"{path:<24} {results[path]['rps'] / ceiling * 100:.0f}% of the loopback ceiling")
-    print(f"peak RSS under load: {hwm / 1024:.1f} MB (target <= 15 MB)")
 
 
 main()

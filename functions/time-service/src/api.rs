@@ -108,8 +108,11 @@ struct Rfc3339<'a>(&'a DateTime<FixedOffset>);
 impl fmt::Display for Rfc3339<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let local = self.0.naive_local();
-        if !(0..=9999).contains(&local.year()) {
-            // Not a clock reading; chrono knows the extended form.
+        let offset = self.0.offset().local_minus_utc();
+        if !(0..=9999).contains(&local.year()) || offset % 60 != 0 {
+            // Not a reading of today's clocks (a year past 9999, or a local
+            // mean time offset such as -0:44:30): chrono knows the extended
+            // year form and rounds the offset to the minute.
             return f.write_str(&self.0.to_rfc3339_opts(SecondsFormat::Secs, false));
         }
         write!(
@@ -121,7 +124,7 @@ impl fmt::Display for Rfc3339<'_> {
             local.hour(),
             local.minute(),
             local.second(),
-            UtcOffset(self.0.offset().local_minus_utc())
+            UtcOffset(offset)
         )
     }
 }
@@ -344,6 +347,8 @@ mod tests {
             (-62_167_219_200, 0),
             // 9999-12-31T23:59:59Z at +14:00 is in year 10000.
             (253_402_300_799, 14 * 3600),
+            // Monrovia's mean time until 1972, -0:44:30: rounded to -00:45.
+            (-2_000_000_000, -2670),
         ] {
             let local = DateTime::from_timestamp(seconds, 999_000_000)
                 .unwrap()

@@ -189,6 +189,30 @@ mod tests {
         assert!(!renamed.contains(&"Africa/Accra"));
     }
 
+    /// build.rs finds the "Pre-2013 practice" section of tzdata's backward
+    /// file by its heading; if a tzdata update split that section, the names
+    /// after the split would start answering with their link target.
+    #[test]
+    fn every_link_of_the_pre_2013_section_keeps_its_name_to_the_sections_end() {
+        for name in [
+            "Africa/Accra",
+            "America/Anguilla",
+            "Asia/Kuwait",
+            "Europe/Oslo",
+            "Pacific/Wake",
+            "Pacific/Wallis",
+        ] {
+            assert_eq!(resolve(name).unwrap().canonical, name);
+        }
+        let renamed = all_names()
+            .filter(|n| resolve(n).unwrap().canonical != *n)
+            .count();
+        assert_eq!(
+            renamed, 151,
+            "tzdata {TZDATA_RELEASE}: check build.rs's backward sections, then update this count"
+        );
+    }
+
     #[test]
     fn utc_is_etc_utc_with_offset_zero() {
         let utc = utc();

@@ -1,7 +1,8 @@
 //! The service's own compiled tzdata (build.rs) agrees with chrono-tz, built
 //! from the same tzdata release, for every name at every instant we check:
-//! both sides of each transition, and the first of every month from 1800 to
-//! 2200.
+//! both sides of each of our transitions, every day (noon UTC) from 1970 to
+//! 2040 so that a short-lived transition only chrono-tz has would show, and
+//! the first of every month from 1800 to 2200.
 
 use chrono::{DateTime, Offset, TimeZone};
 use chrono_tz::{OffsetName, TZ_VARIANTS, Tz};
@@ -86,6 +87,22 @@ fn every_name_agrees_with_chrono_tz_every_month_from_1800_to_2200() {
     for tz in TZ_VARIANTS {
         let zone = zone(tz.name());
         for instant in monthly() {
+            assert_eq!(
+                our_offset(zone, instant),
+                chrono_tz_offset(tz, instant),
+                "{} at {instant}",
+                tz.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn every_name_agrees_with_chrono_tz_every_day_from_1970_to_2040() {
+    for tz in TZ_VARIANTS {
+        let zone = zone(tz.name());
+        // 1970-01-01T12:00Z to 2040-01-01, daily.
+        for instant in (43_200_i64..2_208_988_800).step_by(86_400) {
             assert_eq!(
                 our_offset(zone, instant),
                 chrono_tz_offset(tz, instant),
