@@ -178,6 +178,18 @@ fn generate(table: &Table, renames: &HashMap<String, String>, release: &str) -> 
         *value = i;
     }
     assert!(abbreviations.len() <= usize::from(u16::MAX));
+    // src/api.rs writes names and abbreviations into JSON strings as they are.
+    let json_safe = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/_+-".contains(&b))
+    };
+    for text in names
+        .iter()
+        .map(|n| n.as_str())
+        .chain(abbreviations.keys().map(String::as_str))
+    {
+        assert!(json_safe(text), "{text:?} needs JSON escaping");
+    }
     assert!(
         names.iter().any(|n| *n == "Etc/UTC"),
         "tzdata without Etc/UTC: GET /time needs it"
@@ -191,6 +203,12 @@ fn generate(table: &Table, renames: &HashMap<String, String>, release: &str) -> 
     )
     .unwrap();
     writeln!(w, "pub(crate) const TZDATA_RELEASE: &str = {release:?};").unwrap();
+    let longest = names.iter().map(|n| n.len()).max().unwrap_or(0);
+    writeln!(
+        w,
+        "/// The longest name, in bytes.\npub(crate) const MAX_NAME_LEN: usize = {longest};"
+    )
+    .unwrap();
 
     writeln!(
         w,
@@ -253,9 +271,10 @@ fn generate(table: &Table, renames: &HashMap<String, String>, release: &str) -> 
     )
     .unwrap();
     for (name, canonical, rules) in &entries {
+        let key = name.to_ascii_lowercase();
         writeln!(
             w,
-            "Name {{ name: {name:?}, canonical: {canonical:?}, rules: {rules} }},"
+            "Name {{ key: {key:?}, name: {name:?}, canonical: {canonical:?}, rules: {rules} }},"
         )
         .unwrap();
     }

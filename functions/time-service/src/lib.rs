@@ -5,6 +5,7 @@
 //! [`local`] serves it as plain HTTP on a workstation. `main.rs` only picks one.
 
 pub mod api;
+mod finish;
 pub mod lambda;
 pub mod local;
 pub mod telemetry;

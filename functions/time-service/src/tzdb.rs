@@ -2,8 +2,6 @@
 //! compact static tables: one [`Rules`] per distinct set of rules (links share
 //! their target's), and every name, sorted case-insensitively, in [`NAMES`].
 
-use std::cmp::Ordering;
-
 /// An offset and abbreviation a zone uses at some time.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Kind {
@@ -80,6 +78,8 @@ impl Rules {
 /// A name a client may ask for.
 #[derive(Debug)]
 pub(crate) struct Name {
+    /// `name` in lower case: what lookups compare.
+    key: &'static str,
     /// The name as tzdata spells it.
     pub(crate) name: &'static str,
     /// The name we answer with: the target of an old link, else `name`.
@@ -152,16 +152,16 @@ impl Name {
 
 /// The entry for `name`, ignoring ASCII case.
 pub(crate) fn find(name: &str) -> Option<&'static Name> {
+    // Lower-case into a stack buffer: no name is longer (build.rs), so a
+    // longer input cannot match.
+    let mut buffer = [0_u8; MAX_NAME_LEN];
+    let lower = buffer.get_mut(..name.len())?;
+    lower.copy_from_slice(name.as_bytes());
+    lower.make_ascii_lowercase();
     NAMES
-        .binary_search_by(|entry| cmp_ignore_ascii_case(entry.name, name))
+        .binary_search_by(|entry| entry.key.as_bytes().cmp(lower))
         .ok()
         .map(|i| &NAMES[i])
-}
-
-fn cmp_ignore_ascii_case(a: &str, b: &str) -> Ordering {
-    a.bytes()
-        .map(|c| c.to_ascii_lowercase())
-        .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
 }
 
 #[cfg(test)]
@@ -171,13 +171,13 @@ mod tests {
     #[test]
     fn names_are_sorted_case_insensitively_without_duplicates() {
         for pair in NAMES.windows(2) {
-            assert_eq!(
-                cmp_ignore_ascii_case(pair[0].name, pair[1].name),
-                Ordering::Less,
+            assert!(
+                pair[0].key < pair[1].key,
                 "{} / {}",
                 pair[0].name,
                 pair[1].name
             );
+            assert_eq!(pair[0].key, pair[0].name.to_ascii_lowercase());
         }
     }
 
@@ -198,6 +198,14 @@ mod tests {
                     .all(|&k| usize::from(k) < rules.kinds.len())
             );
         }
+    }
+
+    #[test]
+    fn names_longer_than_any_zone_or_not_ascii_are_not_found() {
+        assert!(find(&"a".repeat(MAX_NAME_LEN + 1)).is_none());
+        assert!(find("América/New_York").is_none());
+        assert!(find("").is_none());
+        assert_eq!(find("AMERICA/NEW_YORK").unwrap().name, "America/New_York");
     }
 
     #[test]
