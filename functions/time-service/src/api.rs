@@ -24,7 +24,6 @@ pub type Clock = fn() -> DateTime<Utc>;
 
 #[derive(Clone)]
 struct AppState {
-    stage: HeaderValue,
     clock: Clock,
 }
 
@@ -40,16 +39,14 @@ pub fn app_with_clock(stage: impl Into<String>, clock: Clock) -> Router {
     // working service whose header says so.
     let stage =
         HeaderValue::from_str(&stage).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
-    let state = Arc::new(AppState { stage, clock });
+    let state = Arc::new(AppState { clock });
     Router::new()
         .route("/time", get(utc_time))
         .route("/time/", get(empty_zone))
         .route("/time/{*zone}", get(zone_time))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(FinishLayer {
-            stage: state.stage.clone(),
-        })
+        .layer(FinishLayer { stage })
         .with_state(state)
 }
 

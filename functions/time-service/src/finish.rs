@@ -2,9 +2,10 @@
 //! the common headers, then one log line with method, path, status and
 //! latency.
 //!
-//! A hand-written tower layer rather than `axum::middleware::from_fn`: that
-//! one boxes its `Next` and its future and clones the inner route on every
-//! request, which showed up as a tenth of the server's own CPU per request.
+//! A hand-written tower layer rather than `axum::middleware::from_fn`, which
+//! boxes its `Next` and its future and clones the inner route on every
+//! request: with the from_fn version removed altogether the server's own CPU
+//! per request fell by about 0.4 of its 2.8 µs (bench/time-service.sh).
 
 use std::future::Future;
 use std::pin::Pin;
