@@ -78,8 +78,8 @@ impl Rules {
 /// A name a client may ask for.
 #[derive(Debug)]
 pub(crate) struct Name {
-    /// `name` in lower case: what lookups compare.
-    key: &'static str,
+    /// `name` in lower case: what lookups and suggestions compare.
+    pub(crate) key: &'static str,
     /// The name as tzdata spells it.
     pub(crate) name: &'static str,
     /// The name we answer with: the target of an old link, else `name`.

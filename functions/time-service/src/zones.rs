@@ -59,16 +59,19 @@ pub fn utc() -> Resolved {
 /// "new york", or just the city, "tokyo".
 fn suggest(lower: &str) -> Option<&'static str> {
     let normalized = lower.trim_matches('/').replace(' ', "_");
-    let city_of = |name: &str| name.rsplit('/').next().unwrap_or(name).to_ascii_lowercase();
+    fn city_of(name: &str) -> &str {
+        name.rsplit('/').next().unwrap_or(name)
+    }
     let wanted_city = city_of(&normalized);
     let mut best: Option<(f64, &'static str)> = None;
-    for name in canonical_names() {
-        let full = strsim::jaro_winkler(&normalized, &name.to_ascii_lowercase());
-        let city = strsim::jaro_winkler(&wanted_city, &city_of(name));
+    // Compared in lower case: the tables hold each name's lower-case key.
+    for entry in NAMES.iter().filter(|entry| entry.name == entry.canonical) {
+        let full = strsim::jaro_winkler(&normalized, entry.key);
+        let city = strsim::jaro_winkler(wanted_city, city_of(entry.key));
         // The full name counts most; a city match alone must be near exact.
         let score = full.max(city - 0.05);
         if best.is_none_or(|(b, _)| score > b) {
-            best = Some((score, name));
+            best = Some((score, entry.name));
         }
     }
     best.filter(|(score, _)| *score >= 0.88)
@@ -78,14 +81,6 @@ fn suggest(lower: &str) -> Option<&'static str> {
 /// Every name (canonical or link) the service accepts.
 pub fn all_names() -> impl Iterator<Item = &'static str> {
     NAMES.iter().map(|entry| entry.name)
-}
-
-/// The names the service answers with.
-pub fn canonical_names() -> impl Iterator<Item = &'static str> {
-    NAMES
-        .iter()
-        .filter(|entry| entry.name == entry.canonical)
-        .map(|entry| entry.name)
 }
 
 #[cfg(test)]

@@ -62,22 +62,31 @@ fn the_service_knows_exactly_the_names_chrono_tz_knows() {
     assert_eq!(ours, theirs);
 }
 
+/// Asserts that `tz` and our zone of the same name agree at every instant;
+/// returns how many were checked.
+fn assert_agree(tz: Tz, instants: impl IntoIterator<Item = i64>) -> usize {
+    let zone = zone(tz.name());
+    let mut checked = 0;
+    for instant in instants {
+        assert_eq!(
+            our_offset(zone, instant),
+            chrono_tz_offset(tz, instant),
+            "{} at {instant}",
+            tz.name()
+        );
+        checked += 1;
+    }
+    checked
+}
+
 #[test]
 fn every_name_agrees_with_chrono_tz_on_both_sides_of_every_transition() {
     let mut checked = 0;
     for tz in TZ_VARIANTS {
-        let zone = zone(tz.name());
-        for t in zone.transitions() {
-            for instant in [t - 1, t, t + 1] {
-                assert_eq!(
-                    our_offset(zone, instant),
-                    chrono_tz_offset(tz, instant),
-                    "{} at {instant}",
-                    tz.name()
-                );
-                checked += 1;
-            }
-        }
+        let around = zone(tz.name())
+            .transitions()
+            .flat_map(|t| [t - 1, t, t + 1]);
+        checked += assert_agree(tz, around);
     }
     assert!(checked > 100_000, "only {checked} instants checked");
 }
@@ -85,31 +94,15 @@ fn every_name_agrees_with_chrono_tz_on_both_sides_of_every_transition() {
 #[test]
 fn every_name_agrees_with_chrono_tz_every_month_from_1800_to_2200() {
     for tz in TZ_VARIANTS {
-        let zone = zone(tz.name());
-        for instant in monthly() {
-            assert_eq!(
-                our_offset(zone, instant),
-                chrono_tz_offset(tz, instant),
-                "{} at {instant}",
-                tz.name()
-            );
-        }
+        assert_agree(tz, monthly());
     }
 }
 
 #[test]
 fn every_name_agrees_with_chrono_tz_every_day_from_1970_to_2040() {
     for tz in TZ_VARIANTS {
-        let zone = zone(tz.name());
         // 1970-01-01T12:00Z to 2040-01-01, daily.
-        for instant in (43_200_i64..2_208_988_800).step_by(86_400) {
-            assert_eq!(
-                our_offset(zone, instant),
-                chrono_tz_offset(tz, instant),
-                "{} at {instant}",
-                tz.name()
-            );
-        }
+        assert_agree(tz, (43_200_i64..2_208_988_800).step_by(86_400));
     }
 }
 
