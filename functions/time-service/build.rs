@@ -135,6 +135,13 @@ struct Rules {
     rest: Vec<(i64, Kind)>,
 }
 
+impl Rules {
+    /// Every span's kind, in order.
+    fn kinds(&self) -> impl Iterator<Item = &Kind> {
+        std::iter::once(&self.first).chain(self.rest.iter().map(|(_, kind)| kind))
+    }
+}
+
 fn generate(table: &Table, renames: &HashMap<String, String>, release: &str) -> String {
     let mut names: Vec<&String> = table.zonesets.keys().chain(table.links.keys()).collect();
     names.sort_by_key(|name| name.to_ascii_lowercase());
@@ -159,7 +166,7 @@ fn generate(table: &Table, renames: &HashMap<String, String>, release: &str) -> 
             first: Kind::of(&spans.first),
             rest: spans.rest.iter().map(|(t, s)| (*t, Kind::of(s))).collect(),
         };
-        for kind in std::iter::once(&rules.first).chain(rules.rest.iter().map(|(_, k)| k)) {
+        for kind in rules.kinds() {
             abbreviations.entry(kind.abbreviation.clone()).or_default();
         }
         let index = *rules_index.entry(rules.clone()).or_insert_with(|| {
@@ -228,9 +235,7 @@ fn generate(table: &Table, renames: &HashMap<String, String>, release: &str) -> 
     )
     .unwrap();
     for rules in &rules_list {
-        let mut kinds: Vec<&Kind> = std::iter::once(&rules.first)
-            .chain(rules.rest.iter().map(|(_, k)| k))
-            .collect();
+        let mut kinds: Vec<&Kind> = rules.kinds().collect();
         kinds.sort();
         kinds.dedup();
         assert!(
