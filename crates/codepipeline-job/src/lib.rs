@@ -24,15 +24,19 @@ mod logging;
 mod params;
 mod report;
 mod sdk;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use event::{EventError, JobEvent, JobId, MAX_JOB_ID_CHARS, Secret};
-pub use guard::{Outcome, Settlement, SettlementKind, handle_job_event, run_guarded, work_budget};
+pub use guard::{
+    Outcome, PANIC_HOOK_ENV, Settlement, SettlementKind, handle_job_event, run_guarded, work_budget,
+};
 pub use handoff::TestRunRequest;
 pub use logging::{init_tracing, log_filter};
 pub use params::{ActionParameters, ParamsError, parse_user_parameters};
 pub use report::{
-    Failure, MAX_FAILURE_MESSAGE_CHARS, MAX_SUMMARY_CHARS, ReportError, Reported, Reporter,
-    truncate_chars,
+    Failure, MAX_ECHO_CHARS, MAX_FAILURE_MESSAGE_CHARS, MAX_SUMMARY_CHARS, ReportError, Reported,
+    Reporter, echo, truncate_chars,
 };
 pub use sdk::{
     ATTEMPT_TIMEOUT, CONNECT_TIMEOUT, MAX_ATTEMPTS, OPERATION_TIMEOUT, load_sdk_config,

@@ -10,6 +10,9 @@ use tracing_subscriber::{Layer, fmt};
 /// The log filter: `RUST_LOG` (or `AWS_LAMBDA_LOG_LEVEL`, or `info`), except
 /// that `lambda_runtime`'s TRACE events are always dropped: at TRACE it logs
 /// every raw event, and CodePipeline events carry artifact credentials.
+/// `functions/*/tests/lambda_binary.rs` prove it end to end: the real gate
+/// binaries under a Lambda Runtime API at `RUST_LOG=trace` print none of a
+/// job event's planted credentials.
 pub fn log_filter(
     directives: Option<&str>,
 ) -> impl tracing_subscriber::layer::Filter<tracing_subscriber::Registry> + use<> {
@@ -59,15 +62,39 @@ pub(crate) mod tests {
     #[derive(Clone, Default)]
     pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
 
+    /// One installed test subscriber at a time: tracing-core computes its
+    /// global level filter and callsite interest when a subscriber is
+    /// registered, and registrations racing on different threads can leave
+    /// them too low for one of them, which then misses lines.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+    /// An installed test subscriber; uninstalled when dropped.
+    pub(crate) struct Installed {
+        _default: tracing::subscriber::DefaultGuard,
+        // Declared last: released after the subscriber is gone.
+        _serial: std::sync::MutexGuard<'static, ()>,
+    }
+
     impl Captured {
         /// Installs a JSON subscriber (filtered like production, at `directives`)
-        /// on this thread until the guard is dropped.
-        pub(crate) fn install(&self, directives: &str) -> tracing::subscriber::DefaultGuard {
+        /// on this thread until the returned guard is dropped.
+        pub(crate) fn install(&self, directives: &str) -> Installed {
+            let serial = ONE_AT_A_TIME
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             let writer = self.clone();
             let layer = fmt::layer().json().with_writer(move || writer.clone());
             let subscriber = tracing_subscriber::registry()
                 .with(layer.with_filter(log_filter(Some(directives))));
-            tracing::subscriber::set_default(subscriber)
+            let installed = Installed {
+                _default: tracing::subscriber::set_default(subscriber),
+                _serial: serial,
+            };
+            // A callsite first hit by another test's thread while no
+            // subscriber was installed can keep a cached "never" interest
+            // (registration races with installation): recompute them all.
+            tracing::callsite::rebuild_interest_cache();
+            installed
         }
 
         pub(crate) fn text(&self) -> String {

@@ -39,8 +39,8 @@ pub enum ParamsError {
     },
 }
 
-/// Values echoed in a message are cut to this many characters.
-const MAX_ECHO_CHARS: usize = 300;
+/// A parser message (which quotes the value at fault) is cut to this many characters.
+const MAX_DETAIL_CHARS: usize = 300;
 
 /// Parses an action's raw `UserParameters` into `T`. Errors name the field at
 /// fault (`testStack`, or the missing one) and quote [`ActionParameters::EXAMPLE`].
@@ -51,7 +51,7 @@ pub fn parse_user_parameters<T: ActionParameters>(raw: Option<&str>) -> Result<T
         Some(raw) => raw,
     };
     let value: serde_json::Value = serde_json::from_str(raw).map_err(|e| ParamsError::NotJson {
-        detail: truncate_chars(&e.to_string(), MAX_ECHO_CHARS).into_owned(),
+        detail: truncate_chars(&e.to_string(), MAX_DETAIL_CHARS).into_owned(),
         example,
     })?;
     if !value.is_object() {
@@ -63,7 +63,7 @@ pub fn parse_user_parameters<T: ActionParameters>(raw: Option<&str>) -> Result<T
     }
     serde_path_to_error::deserialize(value).map_err(|error| {
         let path = error.path().to_string();
-        let detail = truncate_chars(&error.into_inner().to_string(), MAX_ECHO_CHARS).into_owned();
+        let detail = truncate_chars(&error.into_inner().to_string(), MAX_DETAIL_CHARS).into_owned();
         if path == "." || path.is_empty() {
             ParamsError::Shape { detail, example }
         } else {

@@ -33,6 +33,18 @@ pub fn truncate_chars(text: &str, max: usize) -> Cow<'_, str> {
     }
 }
 
+/// How many characters of an outside value (a URL, a stage, a stack output,
+/// a field of an answer) any message, summary or log line repeats.
+pub const MAX_ECHO_CHARS: usize = 120;
+
+/// An outside value as messages, summaries and logs show it: cut to
+/// [`MAX_ECHO_CHARS`] characters, with a visible mark when cut, so that a huge
+/// value can never crowd the cause out of a 5000-character failure message
+/// or turn a log line into a megabyte.
+pub fn echo(value: &str) -> Cow<'_, str> {
+    truncate_chars(value, MAX_ECHO_CHARS)
+}
+
 /// A job failure: its CodePipeline type and a message that fits the API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
@@ -310,6 +322,19 @@ mod tests {
     }
 
     #[test]
+    fn echo_keeps_a_short_value_as_it_is() {
+        assert!(matches!(echo("beta"), Cow::Borrowed("beta")));
+    }
+
+    #[test]
+    fn echo_cuts_a_huge_value_to_the_echo_limit_with_a_mark() {
+        let huge = "s".repeat(1_000_000);
+        let shown = echo(&huge);
+        assert_eq!(shown.chars().count(), MAX_ECHO_CHARS);
+        assert!(shown.starts_with("sss") && shown.ends_with("[truncated]"));
+    }
+
+    #[test]
     fn a_failure_message_is_cut_to_5000_characters() {
         let failure = Failure::job_failed("x".repeat(20_000));
         assert_eq!(failure.message().chars().count(), 5000);
@@ -361,8 +386,10 @@ mod tests {
         assert_eq!(rule.num_calls(), 1);
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "current_thread")]
     async fn reporting_a_finished_job_again_is_harmless_and_not_retried() {
+        let logs = crate::logging::tests::Captured::default();
+        let _guard = logs.install("info");
         let rule = mock!(Client::put_job_success_result).then_error(|| {
             PutJobSuccessResultError::InvalidJobStateException(
                 InvalidJobStateException::builder()
@@ -379,7 +406,16 @@ mod tests {
             reporter.success(&job(), "ok").await.unwrap(),
             Reported::AlreadyFinished
         );
-        assert_eq!(rule.num_calls(), 1);
+        assert_eq!(rule.num_calls(), 1, "not retried");
+        let logs = logs.text();
+        let lines: Vec<&str> = logs.lines().collect();
+        assert_eq!(lines.len(), 1, "logged once: {logs}");
+        assert!(
+            lines[0].contains("\"level\":\"WARN\"")
+                && lines[0].contains("job already has a result")
+                && lines[0].contains("11111111-abcd-1111-abcd-111111abcdef"),
+            "{logs}"
+        );
     }
 
     #[tokio::test]

@@ -67,7 +67,8 @@ pub async fn run(args: &Args, out: &mut impl Write) -> u8 {
     let _ = writeln!(
         out,
         "run-tests: checking {} (stage {})",
-        config.api_url, config.stage
+        codepipeline_job::echo(config.api_url.as_str()),
+        codepipeline_job::echo(&config.stage)
     );
     let report = run_suite(&config).await;
     for result in &report.results {

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use codepipeline_job::{
-    EventError, Failure, Outcome, Reporter, Settlement, TestRunRequest, run_guarded, work_budget,
+    EventError, Failure, Outcome, Reporter, Settlement, TestRunRequest, echo, run_guarded,
+    work_budget,
 };
 use lambda_runtime::LambdaEvent;
 use serde_json::Value;
@@ -13,7 +14,9 @@ use crate::suite::{SuiteConfig, SuiteReport, run_suite};
 /// Name used in logs and failure messages.
 pub const COMPONENT: &str = "run-tests";
 /// Kept back from the Lambda deadline for the report itself (one report call
-/// can take the SDK's whole operation timeout).
+/// can take the SDK's whole operation timeout). With less than twice this
+/// left, the work and the report get half each (`work_budget`): the work is
+/// still tried, and a report normally takes milliseconds.
 pub const REPORT_RESERVE: Duration = Duration::from_secs(17);
 /// The suite's deadline on Lambda. test-sam.yaml gives the function 90 s, so
 /// the suite, the guard (up to 60 s) and the report all fit.
@@ -58,7 +61,12 @@ pub async fn handle_payload(
             return Err(error.into());
         }
     };
-    tracing::info!(job_id = %job_id, api_url = %request.api_url, stage = %request.stage, "running the suite");
+    tracing::info!(
+        job_id = %job_id,
+        api_url = %echo(&request.api_url),
+        stage = %echo(&request.stage),
+        "running the suite"
+    );
     let job = job_id.clone();
     let work = async move {
         let config = match SuiteConfig::new(&request.api_url, &request.stage) {

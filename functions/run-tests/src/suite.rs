@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset, Offset, TimeZone, Utc};
 use chrono_tz::{OffsetName, Tz};
+use codepipeline_job::{MAX_FAILURE_MESSAGE_CHARS, echo, truncate_chars};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 
@@ -48,7 +49,7 @@ impl SuiteConfig {
     /// The default timeouts for `api_url` (a trailing `/` is added if missing,
     /// so `/time` is appended, not substituted) and `stage`.
     pub fn new(api_url: &str, stage: &str) -> Result<Self, ConfigError> {
-        let shown = codepipeline_job::truncate_chars(api_url, 300).into_owned();
+        let shown = echo(api_url).into_owned();
         let mut url = Url::parse(api_url.trim()).map_err(|e| ConfigError::BadUrl {
             url: shown.clone(),
             reason: e.to_string(),
@@ -56,7 +57,7 @@ impl SuiteConfig {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(ConfigError::BadScheme {
                 url: shown,
-                scheme: url.scheme().to_string(),
+                scheme: echo(url.scheme()).into_owned(),
             });
         }
         if url.cannot_be_a_base() || url.host_str().is_none() {
@@ -110,6 +111,9 @@ enum Expect {
     UnknownZone { sent: &'static str },
     /// A JSON error with this status.
     Error(StatusCode),
+    /// The service's own 404 for a path it does not serve (`GET /`): proves
+    /// the route reaches the function, not API Gateway's `{"message": "Not Found"}`.
+    ServiceNotFound,
 }
 
 /// One request and what its answer must be.
@@ -173,6 +177,12 @@ pub fn checks() -> Vec<Check> {
             expect: Expect::UnknownZone {
                 sent: "Mars/Olympus_Mons",
             },
+        },
+        Check {
+            name: "root path",
+            method: Method::GET,
+            path: "",
+            expect: Expect::ServiceNotFound,
         },
         Check {
             name: "unknown path",
@@ -251,8 +261,8 @@ impl SuiteReport {
         };
         format!(
             "{verdict} against {} (stage {}) in {:.2} s",
-            self.api_url,
-            self.stage,
+            echo(&self.api_url),
+            echo(&self.stage),
             self.elapsed.as_secs_f64()
         )
     }
@@ -263,16 +273,23 @@ impl SuiteReport {
         format!("{}: {}", self.headline(), names.join(", "))
     }
 
-    /// The failure message: the headline, then each failed check and why.
+    /// The failure message: the headline, then each failed check and why,
+    /// within CodePipeline's 5000 characters. Every failed check gets an
+    /// equal share of the room after the headline, so a long reason is cut
+    /// short rather than crowding out the checks after it.
     pub fn failure_message(&self) -> String {
         let mut message = self.headline();
+        let failed = self.failures().count().max(1);
+        let room = MAX_FAILURE_MESSAGE_CHARS.saturating_sub(message.chars().count());
+        let share = room / failed;
         for failure in self.failures() {
-            message.push_str(&format!(
+            let line = format!(
                 "\n- {} ({}): {}",
                 failure.name,
                 failure.request,
                 failure.problems.join("; ")
-            ));
+            );
+            message.push_str(&truncate_chars(&line, share));
         }
         message
     }
@@ -362,6 +379,7 @@ async fn run_check(client: &reqwest::Client, config: &SuiteConfig, check: &Check
         Expect::CurrentTime | Expect::Zone { .. } => StatusCode::OK,
         Expect::UnknownZone { .. } => StatusCode::BAD_REQUEST,
         Expect::Error(status) => status,
+        Expect::ServiceNotFound => StatusCode::NOT_FOUND,
     };
     if status != expected_status {
         problems.push(format!(
@@ -390,14 +408,40 @@ async fn run_check(client: &reqwest::Client, config: &SuiteConfig, check: &Check
             match json.get("timeZone").and_then(Value::as_str) {
                 Some(zone) if zone == *sent => {}
                 Some(zone) => problems.push(format!(
-                    "timeZone is {zone:?}, expected the zone as sent, {sent:?}"
+                    "timeZone is {:?}, expected the zone as sent, {sent:?}",
+                    echo(zone)
                 )),
                 None => problems.push("error body has no timeZone (the zone as sent)".into()),
             }
         }
         Expect::Error(_) => error_problems(&json, &mut problems),
+        Expect::ServiceNotFound => service_not_found_problems(&json, &mut problems),
     }
     problems
+}
+
+/// The service's 404 names the routes it serves; API Gateway's own 404
+/// (`{"message": "Not Found"}`) means the route never reached the function.
+fn service_not_found_problems(json: &Value, problems: &mut Vec<String>) {
+    if json.get("error").is_none() && json.get("message").is_some() {
+        problems.push(format!(
+            "the 404 came from API Gateway, not the service ({}): the API does not route this \
+             path to the function; check the app template's routes",
+            excerpt(json.to_string().as_bytes())
+        ));
+        return;
+    }
+    match json.get("error").and_then(Value::as_str) {
+        Some(error) if error.contains("/time") => {}
+        Some(error) => problems.push(format!(
+            "error {} does not name the API's routes (GET /time, GET /time/{{timeZone}})",
+            shown(Some(error))
+        )),
+        None => problems.push(format!(
+            "body has no \"error\" string: {}",
+            excerpt(json.to_string().as_bytes())
+        )),
+    }
 }
 
 /// The runner's clock around a request.
@@ -409,15 +453,17 @@ struct ClockWindow {
 
 fn header_problems(headers: &reqwest::header::HeaderMap, stage: &str) -> Vec<String> {
     let mut problems = Vec::new();
+    let expected = echo(stage);
     match headers.get(STAGE_HEADER).map(|v| v.to_str()) {
         Some(Ok(value)) if value == stage => {}
         Some(Ok(value)) => problems.push(format!(
-            "{STAGE_HEADER} is {value:?}, expected {stage:?} (is this URL the {stage} stage's API?)"
+            "{STAGE_HEADER} is {:?}, expected {expected:?} (is this URL the {expected} stage's API?)",
+            echo(value)
         )),
         Some(Err(_)) => problems.push(format!(
-            "{STAGE_HEADER} is not readable text, expected {stage:?}"
+            "{STAGE_HEADER} is not readable text, expected {expected:?}"
         )),
-        None => problems.push(format!("no {STAGE_HEADER} header, expected {stage:?}")),
+        None => problems.push(format!("no {STAGE_HEADER} header, expected {expected:?}")),
     }
     let content_type = headers
         .get(reqwest::header::CONTENT_TYPE)
@@ -457,18 +503,19 @@ fn time_problems(json: &Value, zone: &str, window: &ClockWindow, problems: &mut 
         Some(z) if z == zone => {}
         other => problems.push(format!("timeZone is {}, expected {zone:?}", shown(other))),
     }
-    let Some(time_text) = field("time") else {
+    let Some(time_value) = field("time") else {
         problems.push("no \"time\" string".into());
         return;
     };
-    let time = match DateTime::parse_from_rfc3339(time_text) {
+    let time_text = &*echo(time_value);
+    let time = match DateTime::parse_from_rfc3339(time_value) {
         Ok(time) => time,
         Err(e) => {
             problems.push(format!("time {time_text:?} is not RFC 3339 ({e})"));
             return;
         }
     };
-    if time_text.contains('.') {
+    if time_value.contains('.') {
         problems.push(format!(
             "time {time_text:?} has fractional seconds, expected whole seconds"
         ));
@@ -520,7 +567,8 @@ fn time_problems(json: &Value, zone: &str, window: &ClockWindow, problems: &mut 
     match (field("abbreviation"), expected_abbreviation(zone, instant)) {
         (None, _) => problems.push("no \"abbreviation\" string".into()),
         (Some(got), Some(expected)) if got != expected.as_str() => problems.push(format!(
-            "abbreviation is {got:?}, expected {expected:?} for {zone} at that instant (computed by the runner)"
+            "abbreviation is {:?}, expected {expected:?} for {zone} at that instant (computed by the runner)",
+            echo(got)
         )),
         _ => {}
     }
@@ -556,15 +604,28 @@ fn describe_request_error(error: &reqwest::Error, config: &SuiteConfig) -> Strin
             "no complete answer within {:.1} s (the per-request timeout)",
             config.request_timeout.as_secs_f64()
         )
+    } else if error.is_builder() {
+        let url = error.url().map_or("?", |u| u.as_str());
+        format!(
+            "could not build the request for {} ({}); is the API URL right? It is {} characters long",
+            echo(url),
+            root_cause(error),
+            config.api_url.as_str().chars().count()
+        )
     } else if error.is_connect() {
-        let host = config.api_url.host_str().unwrap_or("?");
+        let host = echo(config.api_url.host_str().unwrap_or("?"));
         let port = config.api_url.port_or_known_default().unwrap_or(0);
         format!(
             "could not connect to {host}:{port} ({}); is the API deployed and is the URL right?",
             root_cause(error)
         )
     } else {
-        format!("request failed: {}", error_chain(error))
+        // reqwest's message quotes the whole URL: shown echoed, the causes after it kept.
+        let mut text = error_chain(error);
+        if let Some(url) = error.url() {
+            text = text.replace(url.as_str(), &echo(url.as_str()));
+        }
+        format!("request failed: {}", truncate_chars(&text, 1000))
     }
 }
 
@@ -589,10 +650,7 @@ fn root_cause(error: &dyn std::error::Error) -> String {
 
 /// A field or header value for messages: quoted, or `missing`.
 fn shown(value: Option<&str>) -> String {
-    value.map_or_else(
-        || "missing".to_string(),
-        |v| format!("{:?}", codepipeline_job::truncate_chars(v, 200)),
-    )
+    value.map_or_else(|| "missing".to_string(), |v| format!("{:?}", echo(v)))
 }
 
 /// The start of a body, for messages.
@@ -602,7 +660,7 @@ fn excerpt(body: &[u8]) -> String {
     if text.is_empty() {
         "(empty)".to_string()
     } else {
-        format!("{:?}", codepipeline_job::truncate_chars(text, 200))
+        format!("{:?}", truncate_chars(text, 200))
     }
 }
 
@@ -683,6 +741,7 @@ mod tests {
             "lower-case zone",
             "old link name",
             "unknown zone",
+            "root path",
             "unknown path",
         ] {
             assert!(names.contains(&expected), "missing {expected}");
@@ -725,6 +784,44 @@ mod tests {
             report(&[&[], &[]]).headline(),
             "all 2 checks passed against http://h/ (stage beta) in 1.23 s"
         );
+    }
+
+    #[test]
+    fn a_huge_stage_and_url_are_echoed_short_in_the_headline() {
+        let mut report = report(&[&["x"]]);
+        report.api_url = format!("http://h/{}", "u".repeat(1_000_000));
+        report.stage = "s".repeat(1_000_000);
+        let headline = report.headline();
+        assert!(headline.chars().count() < 400, "{} chars", headline.len());
+        assert!(headline.starts_with("1 of 1 checks failed against http://h/uuu"));
+    }
+
+    #[test]
+    fn every_failed_check_keeps_its_reason_when_the_reasons_are_huge() {
+        let huge = format!("answered 404 Not Found; body: {}", "b".repeat(100_000));
+        let problems: Vec<String> = (0..11).map(|i| format!("reason-{i}: {huge}")).collect();
+        let report = SuiteReport {
+            api_url: "http://h/".into(),
+            stage: "beta".into(),
+            results: problems
+                .iter()
+                .map(|p| CheckResult {
+                    name: "check",
+                    request: "GET /x".into(),
+                    problems: vec![p.clone()],
+                    elapsed: Duration::ZERO,
+                })
+                .collect(),
+            elapsed: Duration::ZERO,
+        };
+        let message = report.failure_message();
+        assert!(message.chars().count() <= MAX_FAILURE_MESSAGE_CHARS);
+        for i in 0..11 {
+            assert!(
+                message.contains(&format!("- check (GET /x): reason-{i}: answered 404")),
+                "reason {i} was crowded out"
+            );
+        }
     }
 
     #[test]

@@ -31,8 +31,8 @@ async fn a_healthy_api_prints_each_check_and_exits_zero() {
         text.contains("PASS old link name (GET /time/US/Eastern)"),
         "{text}"
     );
-    assert_eq!(text.matches("PASS ").count(), 10, "{text}");
-    assert!(text.contains("all 10 checks passed"), "{text}");
+    assert_eq!(text.matches("PASS ").count(), 11, "{text}");
+    assert!(text.contains("all 11 checks passed"), "{text}");
 }
 
 #[tokio::test]
@@ -46,7 +46,7 @@ async fn a_failing_api_prints_why_and_exits_one() {
         text.contains(r#"x-service-stage is "beta", expected "local""#),
         "{text}"
     );
-    assert!(text.contains("10 of 10 checks failed"), "{text}");
+    assert!(text.contains("11 of 11 checks failed"), "{text}");
 }
 
 #[tokio::test]

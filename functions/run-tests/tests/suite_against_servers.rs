@@ -29,11 +29,11 @@ async fn the_real_time_service_passes_every_check() {
     let url = serve(time_service("beta")).await;
     let report = run_suite(&config(&url, "beta")).await;
     assert!(report.passed(), "{}", report.failure_message());
-    assert_eq!(report.results.len(), 10);
+    assert_eq!(report.results.len(), 11);
     assert!(
         report
             .success_summary()
-            .starts_with("all 10 checks passed against http://127.0.0.1:")
+            .starts_with("all 11 checks passed against http://127.0.0.1:")
     );
 }
 
@@ -70,6 +70,7 @@ async fn wrong_zone_offsets_fail_every_zone_check_and_only_those() {
     for name in [
         "current time",
         "unknown zone",
+        "root path",
         "unknown path",
         "wrong method",
     ] {
@@ -141,7 +142,7 @@ async fn checks_still_running_at_the_deadline_fail_on_it() {
 
 #[tokio::test]
 async fn the_checks_run_concurrently() {
-    // Ten checks, each answered after 400 ms: one after the other would take 4 s.
+    // Eleven checks, each answered after 400 ms: one after the other would take 4.4 s.
     let url = serve(slow("beta", Duration::from_millis(400))).await;
     let started = Instant::now();
     let report = run_suite(&config(&url, "beta")).await;
@@ -167,5 +168,45 @@ async fn a_refused_connection_fails_every_check_naming_the_address() {
         started.elapsed() < Duration::from_secs(2),
         "took {:?}",
         started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn the_root_path_passes_on_the_services_own_json_404() {
+    let url = serve(time_service("beta")).await;
+    let report = run_suite(&config(&url, "beta")).await;
+    let check = result(&report, "root path");
+    assert_eq!(check.request, "GET /");
+    assert!(check.passed(), "{:?}", check.problems);
+}
+
+#[tokio::test]
+async fn api_gateways_own_404_at_the_root_fails_the_root_path_check_and_says_so() {
+    let url = serve(gateway_404_at_root("beta")).await;
+    let report = run_suite(&config(&url, "beta")).await;
+    let check = result(&report, "root path");
+    assert!(
+        check
+            .problems
+            .iter()
+            .any(|p| p.contains("the 404 came from API Gateway, not the service")),
+        "{:?}",
+        check.problems
+    );
+    assert!(result(&report, "unknown path").passed());
+}
+
+#[tokio::test]
+async fn a_root_404_that_does_not_name_the_routes_fails() {
+    let url = serve(foreign_json_404_at_root("beta")).await;
+    let report = run_suite(&config(&url, "beta")).await;
+    let check = result(&report, "root path");
+    assert!(
+        check
+            .problems
+            .iter()
+            .any(|p| p.contains("does not name the API's routes")),
+        "{:?}",
+        check.problems
     );
 }

@@ -23,8 +23,9 @@ use aws_sdk_cloudformation::types::Stack;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
 use codepipeline_job::{
-    ActionParameters, Failure, FailureType, JobEvent, Outcome, ParamsError, Reporter, Settlement,
-    TestRunRequest, handle_job_event, parse_user_parameters, work_budget,
+    ActionParameters, Failure, FailureType, JobEvent, MAX_ECHO_CHARS, Outcome, ParamsError,
+    Reporter, Settlement, TestRunRequest, echo, handle_job_event, parse_user_parameters,
+    truncate_chars, work_budget,
 };
 use lambda_runtime::LambdaEvent;
 use serde::Deserialize;
@@ -36,14 +37,49 @@ pub const COMPONENT: &str = "start-tests";
 pub const TEST_FUNCTION_OUTPUT: &str = "TestFunction";
 /// The app stack's output holding the API's base URL (app-sam.yaml).
 pub const API_URL_OUTPUT: &str = "ApiUrl";
-/// Kept back from the Lambda deadline for the failure report itself (one
-/// report call can take the SDK's whole operation timeout).
+/// Kept back from the Lambda deadline for the report itself (one report call
+/// can take the SDK's whole operation timeout). With less than twice this
+/// left, the work and the report get half each (`work_budget`): the work is
+/// still tried, and a report normally takes milliseconds.
 pub const REPORT_RESERVE: Duration = Duration::from_secs(17);
 /// The most the work may take even with a generous function timeout.
 pub const MAX_WORK: Duration = Duration::from_secs(45);
 /// Each AWS call gives up this long before the guard would stop the work,
-/// so a call that hangs is reported by name, not as a generic time-out.
+/// so a call that hangs is reported by name, not as a generic time-out
+/// (a quarter of the budget when the budget is under four seconds).
 pub const STEP_MARGIN: Duration = Duration::from_secs(1);
+
+/// How long start-tests' AWS calls may run: until `deadline`, which is
+/// `allowed` after the work started. Past it, the failure is that the
+/// function's own time ran out, not that AWS was slow.
+#[derive(Debug, Clone, Copy)]
+pub struct CallTime {
+    pub deadline: tokio::time::Instant,
+    pub allowed: Duration,
+}
+
+impl CallTime {
+    /// The calls' share of the work's `budget`: all of it but the step margin.
+    pub fn within(budget: Duration) -> Self {
+        let allowed = budget.saturating_sub(STEP_MARGIN.min(budget / 4));
+        Self {
+            deadline: tokio::time::Instant::now() + allowed,
+            allowed,
+        }
+    }
+
+    /// Why a call still running at the deadline was stopped.
+    fn ran_out(&self, call: &str) -> String {
+        format!(
+            "{COMPONENT} ran out of its own time before {call} answered: its AWS calls had \
+             only {:.1} s, what was left of its Lambda time after keeping enough to report this \
+             failure (the AWS SDK alone would have waited up to {} s). If this repeats, give \
+             the function a longer Timeout",
+            self.allowed.as_secs_f64(),
+            codepipeline_job::OPERATION_TIMEOUT.as_secs()
+        )
+    }
+}
 
 /// The action's `UserParameters`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -170,6 +206,8 @@ pub enum StartError {
          check the ApiUrl output of the app template"
     )]
     BadApiUrl { stack: String, value: String },
+    #[error("DescribeStacks for stack `{stack}`: {detail}")]
+    OutOfTime { stack: String, detail: String },
     #[error("DescribeStacks for stack `{stack}` failed: {detail}")]
     DescribeStacks {
         stack: String,
@@ -220,7 +258,7 @@ impl StartError {
             StartError::DescribeStacks { kind, .. } | StartError::Invoke { kind, .. } => {
                 kind.clone()
             }
-            StartError::NotAccepted { .. } => FailureType::JobFailed,
+            StartError::NotAccepted { .. } | StartError::OutOfTime { .. } => FailureType::JobFailed,
             StartError::Both { first, .. } => first.failure_type(),
         }
     }
@@ -263,18 +301,17 @@ pub async fn handle_with_budget(
 
 /// Starts the tests for `job` within `budget` and says what to report.
 pub async fn run(clients: &Clients, job: JobEvent, budget: Duration) -> Outcome {
-    let deadline = tokio::time::Instant::now() + budget.saturating_sub(STEP_MARGIN);
-    match start(clients, &job, deadline).await {
+    match start(clients, &job, CallTime::within(budget)).await {
         Ok(started) => {
             tracing::info!(
                 job_id = %job.id,
-                function = %started.function,
-                api_url = %started.request.api_url,
+                function = %echo(&started.function),
+                api_url = %echo(&started.request.api_url),
                 stage = %started.request.stage,
                 "tests started; run-tests reports the result"
             );
             Outcome::HandedOff {
-                to: format!("test function {}", started.function),
+                to: format!("test function {}", echo(&started.function)),
             }
         }
         Err(error) => {
@@ -284,17 +321,17 @@ pub async fn run(clients: &Clients, job: JobEvent, budget: Duration) -> Outcome 
     }
 }
 
-/// The steps, without reporting. Every AWS call gives up at `deadline`.
+/// The steps, without reporting. Every AWS call gives up at `time.deadline`.
 pub async fn start(
     clients: &Clients,
     job: &JobEvent,
-    deadline: tokio::time::Instant,
+    time: CallTime,
 ) -> Result<Started, StartError> {
     let params = StartTestsParameters::parse(job.user_parameters.as_deref())?;
     let cfn = &clients.cloudformation;
     let (test_stack, app_stack) = tokio::join!(
-        describe_stack(cfn, &params.test_stack, "testStack", deadline),
-        describe_stack(cfn, &params.app_stack, "appStack", deadline),
+        describe_stack(cfn, &params.test_stack, "testStack", time),
+        describe_stack(cfn, &params.app_stack, "appStack", time),
     );
     let (test_stack, app_stack) = match (test_stack, app_stack) {
         (Ok(test), Ok(app)) => (test, app),
@@ -316,7 +353,7 @@ pub async fn start(
     if !(api_url.starts_with("https://") || api_url.starts_with("http://")) {
         return Err(StartError::BadApiUrl {
             stack: params.app_stack.clone(),
-            value: api_url,
+            value: echo(&api_url).into_owned(),
         });
     }
     let request = TestRunRequest {
@@ -329,7 +366,7 @@ pub async fn start(
         &function,
         &params.test_stack,
         &request,
-        deadline,
+        time,
     )
     .await?;
     Ok(Started { function, request })
@@ -339,17 +376,13 @@ async fn describe_stack(
     cfn: &aws_sdk_cloudformation::Client,
     stack: &str,
     field: &'static str,
-    deadline: tokio::time::Instant,
+    time: CallTime,
 ) -> Result<Stack, StartError> {
     let call = cfn.describe_stacks().stack_name(stack).send();
-    let Ok(result) = tokio::time::timeout_at(deadline, call).await else {
-        return Err(StartError::DescribeStacks {
+    let Ok(result) = tokio::time::timeout_at(time.deadline, call).await else {
+        return Err(StartError::OutOfTime {
             stack: stack.to_string(),
-            kind: FailureType::SystemUnavailable,
-            detail: format!(
-                "CloudFormation did not answer in time ({COMPONENT} stops its calls before its \
-                 Lambda timeout so that it can still report)"
-            ),
+            detail: time.ran_out("CloudFormation's DescribeStacks"),
         });
     };
     match result {
@@ -416,7 +449,7 @@ fn output(
                 available: if available.is_empty() {
                     "none".to_string()
                 } else {
-                    available.join(", ")
+                    truncate_chars(&available.join(", "), 2 * MAX_ECHO_CHARS).into_owned()
                 },
             }
         })
@@ -427,8 +460,9 @@ async fn invoke(
     function: &str,
     stack: &str,
     request: &TestRunRequest,
-    deadline: tokio::time::Instant,
+    time: CallTime,
 ) -> Result<(), StartError> {
+    let shown = echo(function).into_owned();
     let payload = serde_json::to_vec(request).expect("a struct of strings serialises");
     let call = lambda
         .invoke()
@@ -436,23 +470,20 @@ async fn invoke(
         .invocation_type(InvocationType::Event)
         .payload(Blob::new(payload))
         .send();
-    let Ok(result) = tokio::time::timeout_at(deadline, call).await else {
+    let Ok(result) = tokio::time::timeout_at(time.deadline, call).await else {
         // The request may have reached Lambda: then run-tests runs and its
         // report finds the job already failed, which is harmless.
         return Err(StartError::Invoke {
-            function: function.to_string(),
+            function: shown,
             stack: stack.to_string(),
-            kind: FailureType::SystemUnavailable,
-            detail: format!(
-                "Lambda did not answer in time ({COMPONENT} stops its calls before its \
-                 Lambda timeout so that it can still report)"
-            ),
+            kind: FailureType::JobFailed,
+            detail: time.ran_out("Lambda's Invoke"),
         });
     };
     match result {
         Ok(output) if output.status_code() == 202 => Ok(()),
         Ok(output) => Err(StartError::NotAccepted {
-            function: function.to_string(),
+            function: shown,
             status: output.status_code(),
         }),
         Err(error) => {
@@ -462,7 +493,7 @@ async fn invoke(
                 .is_some_and(|e| e.is_resource_not_found_exception());
             if not_found {
                 return Err(StartError::FunctionNotFound {
-                    function: function.to_string(),
+                    function: shown,
                     stack: stack.to_string(),
                     detail,
                 });
@@ -471,7 +502,7 @@ async fn invoke(
                 .as_service_error()
                 .is_some_and(|e| e.is_too_many_requests_exception() || e.is_service_exception());
             Err(StartError::Invoke {
-                function: function.to_string(),
+                function: shown,
                 stack: stack.to_string(),
                 kind: sdk_failure_type(&error, throttled),
                 detail,

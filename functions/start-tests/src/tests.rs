@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use aws_sdk_cloudformation::operation::describe_stacks::{
     DescribeStacksError, DescribeStacksOutput,
@@ -199,8 +200,9 @@ async fn both_stacks_are_described_concurrently() {
     let job = JobEvent::from_value(event_with_params(Some(PARAMS))).unwrap();
 
     let started_at = std::time::Instant::now();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    let started = start(&clients, &job, deadline).await.unwrap();
+    let started = start(&clients, &job, CallTime::within(Duration::from_secs(30)))
+        .await
+        .unwrap();
     let elapsed = started_at.elapsed();
 
     assert_eq!(started.function, FUNCTION);
@@ -299,10 +301,10 @@ fn slow_cloudformation(delay: std::time::Duration) -> aws_sdk_cloudformation::Cl
 #[tokio::test]
 async fn a_hanging_describe_stacks_is_reported_by_name_before_the_budget_ends() {
     let report = failure_report(
-        FailureType::SystemUnavailable,
+        FailureType::JobFailed,
         &[
             "DescribeStacks for stack `time-service-tests`",
-            "did not answer in time",
+            "ran out of its own time before CloudFormation's DescribeStacks answered",
         ],
     );
     let world = world(&[], &[], &[&report]);
@@ -329,10 +331,10 @@ async fn a_hanging_describe_stacks_is_reported_by_name_before_the_budget_ends() 
 async fn a_hanging_invoke_is_reported_by_name_before_the_budget_ends() {
     let (test, app) = good_stacks();
     let report = failure_report(
-        FailureType::SystemUnavailable,
+        FailureType::JobFailed,
         &[
             "Invoke of test function `time-service-tests-RunTests-AbC123`",
-            "did not answer in time",
+            "ran out of its own time before Lambda's Invoke answered",
         ],
     );
     let world = world(&[&test, &app], &[], &[&report]);
@@ -361,6 +363,122 @@ async fn a_hanging_invoke_is_reported_by_name_before_the_budget_ends() {
         "reported after {:?}",
         started_at.elapsed()
     );
+}
+
+// ---- little time left -----------------------------------------------------
+
+/// A Lambda context whose deadline is `left` from now.
+fn context_with(left: Duration) -> Context {
+    let mut context = Context::default();
+    context.deadline = (SystemTime::now() + left)
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    context
+}
+
+#[tokio::test]
+async fn with_18_seconds_left_the_stacks_are_still_described_and_the_tests_started() {
+    let (test, app) = good_stacks();
+    let invoke = accepted_invoke();
+    let (fail, succeed) = (any_failure_report(), any_success_report());
+    let world = world(&[&test, &app], &[&invoke], &[&fail, &succeed]);
+    let event = LambdaEvent::new(
+        event_with_params(Some(PARAMS)),
+        context_with(Duration::from_secs(18)),
+    );
+
+    let settled = handle(&world.clients, event).await.unwrap();
+
+    assert_eq!(settled.result, codepipeline_job::SettlementKind::HandedOff);
+    assert_eq!((test.num_calls(), app.num_calls()), (1, 1));
+    assert_eq!(invoke.num_calls(), 1);
+    assert_eq!(fail.num_calls(), 0);
+}
+
+#[tokio::test]
+async fn with_two_seconds_left_quick_answers_still_start_the_tests() {
+    let (test, app) = good_stacks();
+    let invoke = accepted_invoke();
+    let fail = any_failure_report();
+    let world = world(&[&test, &app], &[&invoke], &[&fail]);
+    let event = LambdaEvent::new(
+        event_with_params(Some(PARAMS)),
+        context_with(Duration::from_secs(2)),
+    );
+
+    let settled = handle(&world.clients, event).await.unwrap();
+
+    assert_eq!(settled.result, codepipeline_job::SettlementKind::HandedOff);
+    assert_eq!(invoke.num_calls(), 1);
+    assert_eq!(fail.num_calls(), 0);
+}
+
+#[tokio::test]
+async fn running_out_of_its_own_time_is_blamed_on_start_tests_not_on_cloudformation() {
+    let report = failure_report(
+        FailureType::JobFailed,
+        &[
+            "start-tests ran out of its own time",
+            "the AWS SDK alone would have waited up to 15 s",
+            "give the function a longer Timeout",
+        ],
+    );
+    let world = world(&[], &[], &[&report]);
+    let clients = Clients {
+        cloudformation: slow_cloudformation(Duration::from_secs(60)),
+        ..world.clients.clone()
+    };
+    let left = Duration::from_secs(3);
+    let event = LambdaEvent::new(event_with_params(Some(PARAMS)), context_with(left));
+
+    let started_at = std::time::Instant::now();
+    handle(&clients, event).await.unwrap();
+
+    assert_eq!(
+        report.num_calls(),
+        1,
+        "one JobFailed report naming start-tests' own time"
+    );
+    assert!(
+        started_at.elapsed() < left,
+        "reported after {:?}, past the Lambda deadline",
+        started_at.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn running_out_of_time_never_claims_that_aws_did_not_answer() {
+    let seen = Arc::new(Mutex::new(String::new()));
+    let recorded = seen.clone();
+    let report = mock!(aws_sdk_codepipeline::Client::put_job_failure_result)
+        .match_requests(move |req| {
+            *recorded.lock().unwrap() = req
+                .failure_details()
+                .map(|d| d.message().to_string())
+                .unwrap_or_default();
+            true
+        })
+        .then_output(|| PutJobFailureResultOutput::builder().build());
+    let world = world(&[], &[], &[&report]);
+    let clients = Clients {
+        cloudformation: slow_cloudformation(Duration::from_secs(60)),
+        ..world.clients.clone()
+    };
+
+    handle_with_budget(
+        &clients,
+        event_with_params(Some(PARAMS)),
+        Duration::from_secs(1),
+    )
+    .await
+    .unwrap();
+
+    let message = seen.lock().unwrap().clone();
+    assert!(message.contains("ran out of its own time"), "{message}");
+    for blame in ["did not answer in time", "SDK's timeouts", "unavailable"] {
+        assert!(!message.contains(blame), "blames AWS ({blame}): {message}");
+    }
 }
 
 // ---- stacks and outputs ---------------------------------------------------
@@ -563,9 +681,17 @@ async fn a_throttled_invoke_is_retried_then_reported_as_system_unavailable() {
     let invoke = mock!(aws_sdk_lambda::Client::invoke)
         .sequence()
         .error(|| {
+            // As the SDK parses it from Lambda's answer: the code is what
+            // its retry classifier reads.
             InvokeError::TooManyRequestsException(
                 TooManyRequestsException::builder()
                     .message("Rate exceeded")
+                    .meta(
+                        ErrorMetadata::builder()
+                            .code("TooManyRequestsException")
+                            .message("Rate exceeded")
+                            .build(),
+                    )
                     .build(),
             )
         })
@@ -581,6 +707,11 @@ async fn a_throttled_invoke_is_retried_then_reported_as_system_unavailable() {
         .await
         .unwrap();
 
+    assert_eq!(
+        invoke.num_calls(),
+        3,
+        "standard retries: the first Invoke and two retries, then the report"
+    );
     assert_eq!(report.num_calls(), 1);
 }
 
@@ -882,6 +1013,9 @@ async fn artifact_credentials_never_reach_the_logs_even_at_trace_level() {
             .with_filter(codepipeline_job::log_filter(Some("trace"))),
     );
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Callsites other tests' threads registered while no subscriber was
+    // installed may have cached a "never" interest: recompute them.
+    tracing::callsite::rebuild_interest_cache();
 
     // A run that fails (missing stack) and one that succeeds: both log plenty.
     for test in [missing_stack_rule(TEST_STACK), good_stacks().0] {
@@ -902,4 +1036,59 @@ async fn artifact_credentials_never_reach_the_logs_even_at_trace_level() {
     ] {
         assert!(!logs.contains(secret), "logs leak {secret}");
     }
+}
+
+// ---- huge values ------------------------------------------------------------
+
+#[tokio::test]
+async fn a_huge_api_url_that_is_not_a_url_is_echoed_briefly() {
+    let huge = "h".repeat(1_000_000);
+    let (test, _) = good_stacks();
+    let app = stack_rule(APP_STACK, &[(API_URL_OUTPUT, huge.as_str())]);
+    let seen = Arc::new(Mutex::new(String::new()));
+    let recorded = seen.clone();
+    let report = mock!(aws_sdk_codepipeline::Client::put_job_failure_result)
+        .match_requests(move |req| {
+            *recorded.lock().unwrap() = req
+                .failure_details()
+                .map(|d| d.message().to_string())
+                .unwrap_or_default();
+            true
+        })
+        .then_output(|| PutJobFailureResultOutput::builder().build());
+    let world = world(&[&test, &app], &[], &[&report]);
+
+    run_handler(&world, event_with_params(Some(PARAMS)))
+        .await
+        .unwrap();
+
+    let message = seen.lock().unwrap().clone();
+    assert!(message.contains("not an http(s) URL"), "{message}");
+    assert!(message.chars().count() < 1000, "{} chars", message.len());
+}
+
+#[tokio::test]
+async fn a_huge_api_url_is_handed_over_whole_but_settled_briefly() {
+    let huge = format!("https://{}.example/", "h".repeat(1_000_000));
+    let (test, _) = good_stacks();
+    let app = stack_rule(APP_STACK, &[(API_URL_OUTPUT, huge.as_str())]);
+    let expected_url = huge.clone();
+    let invoke = mock!(aws_sdk_lambda::Client::invoke)
+        .match_requests(move |req| {
+            let payload: Value = serde_json::from_slice(req.payload().unwrap().as_ref()).unwrap();
+            payload["apiUrl"] == expected_url.as_str()
+        })
+        .then_output(|| InvokeOutput::builder().status_code(202).build());
+    let world = world(&[&test, &app], &[&invoke], &[]);
+
+    let settled = run_handler(&world, event_with_params(Some(PARAMS)))
+        .await
+        .unwrap();
+
+    assert_eq!(invoke.num_calls(), 1, "run-tests gets the URL as it is");
+    assert!(
+        settled.detail.len() < 1000,
+        "{} bytes",
+        settled.detail.len()
+    );
 }

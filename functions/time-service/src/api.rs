@@ -13,11 +13,10 @@ use chrono::{DateTime, Datelike, FixedOffset, Offset, SecondsFormat, Timelike, U
 use percent_encoding::percent_decode_str;
 use serde::Serialize;
 
+use crate::echo::echo;
 use crate::finish::FinishLayer;
-use crate::zones::{self, LookupError, MAX_ZONE_NAME_LEN, Resolved};
-
-/// The header that tells a client which stage answered.
-pub const STAGE_HEADER: &str = "x-service-stage";
+pub use crate::finish::STAGE_HEADER;
+use crate::zones::{self, LookupError, Resolved};
 
 /// Where the current time comes from; tests pin it.
 pub type Clock = fn() -> DateTime<Utc>;
@@ -259,16 +258,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// How much of a client's unusable input we echo back.
-const ECHO_LIMIT: usize = 2 * MAX_ZONE_NAME_LEN;
-
-pub(crate) fn echo(sent: &str) -> String {
-    match sent.char_indices().nth(ECHO_LIMIT) {
-        Some((cut, _)) => format!("{}…", &sent[..cut]),
-        None => sent.to_owned(),
-    }
-}
-
 async fn utc_time(State(state): State<Arc<AppState>>) -> TimeResponse {
     TimeResponse::at((state.clock)(), zones::utc())
 }
@@ -420,13 +409,5 @@ mod tests {
             zone_from_raw("America%2FNew_York").unwrap(),
             "America/New_York"
         );
-    }
-
-    #[test]
-    fn echo_truncates_long_input() {
-        let long = "x".repeat(10_000);
-        let echoed = echo(&long);
-        assert_eq!(echoed.chars().count(), ECHO_LIMIT + 1);
-        assert!(echoed.ends_with('…'));
     }
 }

@@ -4,10 +4,20 @@ use axum::Router;
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 use tower::ServiceExt;
+use tower::util::MapRequest;
+
+/// What `lambda_http` runs: `router` behind [`strip_stage_prefix`].
+pub type LambdaService = MapRequest<Router, fn(Request) -> Request>;
+
+/// `router` as the service [`run`] hands to `lambda_http` (tests drive it
+/// through `lambda_http`'s adapter with API Gateway events).
+pub fn service(router: Router) -> LambdaService {
+    router.map_request(strip_stage_prefix as fn(Request) -> Request)
+}
 
 /// Runs `router` as a Lambda function until the runtime stops it.
 pub async fn run(router: Router) -> Result<(), lambda_http::Error> {
-    lambda_http::run(router.map_request(strip_stage_prefix)).await
+    lambda_http::run(service(router)).await
 }
 
 /// Removes the API Gateway stage that `lambda_http` puts in front of the path

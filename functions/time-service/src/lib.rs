@@ -5,6 +5,7 @@
 //! [`local`] serves it as plain HTTP on a workstation. `main.rs` only picks one.
 
 pub mod api;
+mod echo;
 mod finish;
 pub mod lambda;
 pub mod local;
@@ -12,7 +13,8 @@ pub mod telemetry;
 mod tzdb;
 pub mod zones;
 
-pub use api::{STAGE_HEADER, TimeResponse, app, app_with_clock};
+pub use api::{TimeResponse, app, app_with_clock};
+pub use finish::STAGE_HEADER;
 pub use local::serve_local;
 
 /// The stage a process serves, from `STAGE` (default `local`).

@@ -114,6 +114,44 @@ pub fn internal_errors(stage: &'static str) -> Router {
     })
 }
 
+/// The real service, except that `/` gets API Gateway's own 404 (the route
+/// `/` does not reach the function): `{"message":"Not Found"}`, no stage header.
+pub fn gateway_404_at_root(stage: &str) -> Router {
+    time_service::app(stage).layer(middleware::from_fn(|req: Request, next: Next| async move {
+        if req.uri().path() != "/" {
+            return next.run(req).await;
+        }
+        (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE.as_str(), "application/json")],
+            r#"{"message":"Not Found"}"#,
+        )
+            .into_response()
+    }))
+}
+
+/// The real service, except that `/` gets a JSON 404 with all the right
+/// headers whose error does not come from the service (names no route).
+pub fn foreign_json_404_at_root(stage: &'static str) -> Router {
+    time_service::app(stage).layer(middleware::from_fn(
+        move |req: Request, next: Next| async move {
+            if req.uri().path() != "/" {
+                return next.run(req).await;
+            }
+            (
+                StatusCode::NOT_FOUND,
+                [
+                    ("x-service-stage", stage),
+                    (header::CONTENT_TYPE.as_str(), "application/json"),
+                    (header::CACHE_CONTROL.as_str(), "no-store"),
+                ],
+                r#"{"error": "nothing here"}"#,
+            )
+                .into_response()
+        },
+    ))
+}
+
 async fn rewrite_json(response: Response, edit: impl FnOnce(&mut Value)) -> Response {
     let (mut parts, body) = response.into_parts();
     let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
