@@ -1,6 +1,10 @@
 //! `cargo rehearse` on this repository: the whole pipeline of pipeline.yaml
 //! run locally with the real function binaries, and scratch copies of the
-//! repository with one deliberate fault each.
+//! repository with one deliberate fault (or addition) each.
+//!
+//! What is rehearsed is the tree under test, whatever the branch: HEAD, or,
+//! when files have uncommitted changes, a snapshot commit of the working
+//! tree (see [`commit_under_test`]). Scratch copies start from that commit.
 //!
 //! The rehearsals run one at a time (they share the checkout under
 //! `.rehearsal/`, which keeps cargo's release build warm) and need the tools
@@ -11,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rehearse::{Options, Rehearsal, RunReport, Status};
+use rehearse::{ActionError, Options, Rehearsal, RunReport, Status};
 
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -39,28 +43,81 @@ async fn rehearse(options: Options) -> (Rehearsal, RunReport) {
     (rehearsal, report)
 }
 
-fn git(dir: &Path, args: &[&str]) {
+fn git_output(dir: &Path, args: &[&str], env: &[(&str, &Path)]) -> String {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     assert!(out.status.success(), "git {args:?} failed: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// A clone of this repository's committed state with `file` edited by
-/// replacing `from` with `to`, committed on `main`.
+fn git(dir: &Path, args: &[&str]) {
+    git_output(dir, args, &[]);
+}
+
+const AUTHOR: [&str; 4] = ["-c", "user.email=test@example.com", "-c", "user.name=test"];
+
+/// The commit that holds exactly the files under test: HEAD when nothing
+/// is changed, otherwise a snapshot of the working tree (tracked files with
+/// their uncommitted changes, and new files that are not ignored) on top of
+/// HEAD. Like `git stash create`, it is built beside the real index (a
+/// temporary one) and touches no branch, index, stash or file.
+fn commit_under_test() -> String {
+    let root = e2e::repo_root();
+    let head = git_output(&root, &["rev-parse", "HEAD"], &[]);
+    let scratch = tempfile::tempdir().unwrap();
+    let index = scratch.path().join("index");
+    let env = [("GIT_INDEX_FILE", index.as_path())];
+    git_output(&root, &["read-tree", "HEAD"], &env);
+    git_output(&root, &["add", "--all", "."], &env);
+    let tree = git_output(&root, &["write-tree"], &env);
+    if tree == git_output(&root, &["rev-parse", "HEAD^{tree}"], &[]) {
+        return head;
+    }
+    let mut args = AUTHOR.to_vec();
+    args.extend([
+        "commit-tree",
+        &tree,
+        "-p",
+        &head,
+        "-m",
+        "rehearsal: the working tree under test",
+    ]);
+    git_output(&root, &args, &[])
+}
+
+/// Options that rehearse this repository's commit under test.
+fn options_for_this_tree() -> Options {
+    let mut options = options(&e2e::repo_root());
+    options.rev = Some(commit_under_test());
+    options
+}
+
+/// A repository holding the commit under test as the tip of `main`, with
+/// `file` edited by replacing `from` with `to`, committed.
 fn scratch_copy(file: &str, from: &str, to: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");
-    let out = Command::new("git")
-        .args(["clone", "-q", "--branch", "main"])
+    std::fs::create_dir_all(&repo).unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("git -C \"$1\" archive --format=tar \"$2\" | tar -x -C \"$3\"")
+        .arg("sh")
         .arg(e2e::repo_root())
+        .arg(commit_under_test())
         .arg(&repo)
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "--all", "."]);
+    let mut commit = AUTHOR.to_vec();
+    commit.extend(["commit", "-qm", "the commit under test"]);
+    git(&repo, &commit);
     let path = repo.join(file);
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(
@@ -68,27 +125,23 @@ fn scratch_copy(file: &str, from: &str, to: &str) -> (tempfile::TempDir, PathBuf
         "{file} no longer contains {from:?}: update this test"
     );
     std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
-    git(
-        &repo,
-        &[
-            "-c",
-            "user.email=test@example.com",
-            "-c",
-            "user.name=test",
-            "commit",
-            "-qam",
-            "deliberate fault",
-        ],
-    );
+    let mut commit = AUTHOR.to_vec();
+    commit.extend(["commit", "-qam", "deliberate change"]);
+    git(&repo, &commit);
     (dir, repo)
 }
 
-fn failed(report: &RunReport) -> (&str, &str, &str) {
+/// Where the run failed (`Stage/Action`) and the action's typed error.
+fn failed(report: &RunReport) -> (String, &ActionError) {
     let f = report
         .failed_action
         .as_ref()
         .unwrap_or_else(|| panic!("the run did not fail: {report:#?}"));
-    (&f.stage, &f.action, &f.reason)
+    let error = f
+        .error
+        .as_deref()
+        .expect("a failed action carries its error");
+    (format!("{}/{}", f.stage, f.action), error)
 }
 
 fn action_duration(report: &RunReport, stage: &str, action: &str) -> Duration {
@@ -100,7 +153,7 @@ fn action_duration(report: &RunReport, stage: &str, action: &str) -> Duration {
 #[tokio::test]
 async fn a_full_rehearsal_passes_every_stage_and_prod_answers_london() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let (rehearsal, report) = rehearse(options(&e2e::repo_root())).await;
+    let (rehearsal, report) = rehearse(options_for_this_tree()).await;
     assert!(report.succeeded(), "{report:#?}");
     let stages: Vec<(&str, Status)> = report
         .stages
@@ -142,12 +195,12 @@ async fn a_commit_that_breaks_the_api_fails_at_betas_gate_and_goes_no_further() 
         "STAGE: !Sub \"${Stage}-broken\"",
     );
     let (rehearsal, report) = rehearse(options(&repo)).await;
-    let (stage, action, reason) = failed(&report);
-    assert_eq!((stage, action), ("Beta", "IntegrationTests"), "{reason}");
-    assert!(reason.starts_with("JobFailed"), "{reason}");
+    let (at, error) = failed(&report);
+    assert_eq!(at, "Beta/IntegrationTests", "{error}");
     assert!(
-        reason.contains("x-service-stage"),
-        "the failure names the check: {reason}"
+        matches!(error, ActionError::JobReportedFailure { failure_type, message }
+            if failure_type == "JobFailed" && message.contains("x-service-stage")),
+        "the gate reports a failed job naming the check: {error:?}"
     );
     assert_eq!(report.stage("Gamma").unwrap().status, Status::NotRun);
     assert_eq!(report.stage("Prod").unwrap().status, Status::NotRun);
@@ -165,12 +218,12 @@ async fn bad_user_parameters_fail_the_gate_with_a_configuration_error_not_a_time
         r#""appStack": "${ServiceName}-beta", "stage": "beta", "retries": 3}"#,
     );
     let (rehearsal, report) = rehearse(options(&repo)).await;
-    let (stage, action, reason) = failed(&report);
-    assert_eq!((stage, action), ("Beta", "IntegrationTests"), "{reason}");
-    assert!(reason.starts_with("ConfigurationError"), "{reason}");
+    let (at, error) = failed(&report);
+    assert_eq!(at, "Beta/IntegrationTests", "{error}");
     assert!(
-        reason.contains("retries"),
-        "the failure names the field: {reason}"
+        matches!(error, ActionError::JobReportedFailure { failure_type, message }
+            if failure_type == "ConfigurationError" && message.contains("retries")),
+        "the failure is a configuration error naming the field: {error:?}"
     );
     assert!(action_duration(&report, "Beta", "IntegrationTests") < Duration::from_secs(10));
     rehearsal.shutdown().await;
@@ -188,13 +241,105 @@ async fn a_gate_function_that_crashes_fails_its_action_within_the_deadline_sayin
     );
     let started = Instant::now();
     let (rehearsal, report) = rehearse(options(&repo)).await;
-    let (stage, action, reason) = failed(&report);
-    assert_eq!((stage, action), ("Beta", "IntegrationTests"), "{reason}");
+    let (at, error) = failed(&report);
+    assert_eq!(at, "Beta/IntegrationTests", "{error}");
     assert!(
-        reason.contains("TimeService-beta-time failed without reporting job"),
-        "{reason}"
+        matches!(error, ActionError::FunctionFailed { function, .. }
+            if function == "TimeService-beta-time"),
+        "{error:?}"
     );
     assert!(action_duration(&report, "Beta", "IntegrationTests") < JOB_TIMEOUT);
     assert!(started.elapsed() < Duration::from_secs(600));
+    rehearsal.shutdown().await;
+}
+
+/// A second function in app-sam.yaml, for the same package's binary, with
+/// its own route.
+const SECOND_FUNCTION: &str = r#"  UtcFunction:
+    Type: AWS::Serverless::Function
+    Metadata:
+      BuildMethod: rust-cargolambda
+      BuildProperties:
+        Binary: time-service
+    Properties:
+      FunctionName: !Sub "${ServiceName}-${Stage}-utc"
+      CodeUri: functions/time-service
+      Handler: bootstrap
+      Runtime: provided.al2023
+      Architectures: [arm64]
+      Environment:
+        Variables:
+          STAGE: !Ref Stage
+          RUST_LOG: info
+      Events:
+        EtcUtc:
+          Type: HttpApi
+          Properties:
+            ApiId: !Ref TimeApi
+            Method: GET
+            Path: /time/Etc/UTC
+
+  TimeFunctionLogs:
+"#;
+
+#[tokio::test]
+async fn a_second_function_added_to_the_app_template_is_built_deployed_and_served() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (_dir, repo) = scratch_copy("app-sam.yaml", "  TimeFunctionLogs:\n", SECOND_FUNCTION);
+    let options = options(&repo);
+    let work_dir = options.work_dir.clone();
+    // Function logs append across runs: start this one's afresh.
+    let log = work_dir.join("logs/TimeService-prod/TimeService-prod-utc.log");
+    let _ = std::fs::remove_file(&log);
+    let (rehearsal, report) = rehearse(options).await;
+    assert!(report.succeeded(), "{report:#?}");
+
+    // Built by scripts/build.sh: the packaged template points the new
+    // function at a bootstrap in the run's artifacts.
+    let run = std::fs::read_dir(work_dir.join("runs"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(&report.commit[..8]))
+        })
+        .max()
+        .expect("the run's directory");
+    let build_output = run.join("artifacts/BuildOutput");
+    let packaged =
+        cfn_template::Template::from_path(build_output.join("packaged-app.yaml")).unwrap();
+    let code_uri = packaged
+        .resource("UtcFunction")
+        .and_then(|f| f.property("CodeUri"))
+        .and_then(|c| c.as_str())
+        .expect("the packaged template has the new function with a local CodeUri")
+        .to_string();
+    assert!(
+        build_output.join(&code_uri).join("bootstrap").is_file(),
+        "no bootstrap under {code_uri}"
+    );
+
+    // Deployed: its process runs in every stage, and the stage's route
+    // reaches it.
+    for stage in ["beta", "gamma", "prod"] {
+        assert!(
+            rehearsal
+                .world()
+                .function(&format!("TimeService-{stage}-utc"))
+                .is_some(),
+            "TimeService-{stage}-utc is not deployed"
+        );
+    }
+    let prod = &report.urls["TimeService-prod"];
+    let response = reqwest::get(format!("{prod}time/Etc/UTC")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-service-stage"], "prod");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("/time/Etc/UTC"),
+        "the new function's own log shows it served the request: {}",
+        log.display()
+    );
     rehearsal.shutdown().await;
 }

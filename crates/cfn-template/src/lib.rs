@@ -34,15 +34,22 @@
 //!   ([`Parameter`], [`Resource`], [`Output`]).
 //! - [`Pipeline`]: an `AWS::CodePipeline::Pipeline` resource's stages and
 //!   actions in order ([`Stage`], [`Action`]).
-//! - [`Resolver`]: evaluates `Ref`, `Fn::Sub`, `Fn::Join`, `Fn::Select`,
-//!   `Fn::If` (and the condition functions) for the values it knows, leaving
-//!   everything else untouched; [`Template::resolved`] applies it to a whole
-//!   template.
+//! - [`Resolver`]: evaluates `Ref`, `Fn::Sub`, `Fn::GetAtt`, `Fn::Join`,
+//!   `Fn::Select`, `Fn::Split`, `Fn::If`, `Fn::FindInMap`, `Fn::Base64`,
+//!   `Fn::GetAZs`, `Fn::ToJsonString` and the conditions (loops between
+//!   them are an error) for the values it knows, leaving everything else
+//!   untouched; [`Template::resolved`] applies it to a whole template, and
+//!   [`Resolver::resolve_complete`] says what is still unknown. It is the
+//!   one evaluator: the local rehearsal resolves its stacks with it.
+//! - [`Template::parameter_values`]: defaults, overrides and
+//!   `AllowedValues`, checked as CloudFormation checks them
+//!   ([`ParameterError`]).
 
 mod normalize;
 mod pipeline;
 mod resolve;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
@@ -92,6 +99,30 @@ impl Error {
             message: message.into(),
         }
     }
+}
+
+/// Why a template's parameters have no valid set of values, as
+/// CloudFormation refuses a deploy for it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParameterError {
+    /// An override for a parameter the template does not declare.
+    #[error(
+        "parameter {0} is not declared in the template's Parameters; remove the override or declare the parameter"
+    )]
+    Undeclared(String),
+    /// A parameter with neither a `Default` nor an override.
+    #[error("parameter {0} has no Default and no value was given for it; pass one")]
+    Missing(String),
+    /// A value outside the parameter's `AllowedValues`.
+    #[error("parameter {name} is {value:?}, which is not one of its AllowedValues {allowed:?}")]
+    NotAllowed {
+        /// The parameter.
+        name: String,
+        /// The value given (or its default).
+        value: String,
+        /// Its `AllowedValues`.
+        allowed: Vec<String>,
+    },
 }
 
 /// A parsed CloudFormation or SAM template with intrinsic functions in their
@@ -214,6 +245,37 @@ impl Template {
     /// One parameter by name.
     pub fn parameter(&self, name: &str) -> Option<Parameter<'_>> {
         self.parameters().find(|p| p.name == name)
+    }
+
+    /// The value of every parameter for a deploy with `overrides`: each
+    /// parameter's override, else its `Default` (as text). Fails as
+    /// CloudFormation does on an override the template does not declare, a
+    /// parameter left without a value, or a value outside `AllowedValues`.
+    pub fn parameter_values(
+        &self,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, ParameterError> {
+        if let Some(unknown) = overrides.keys().find(|k| self.parameter(k).is_none()) {
+            return Err(ParameterError::Undeclared(unknown.clone()));
+        }
+        let mut values = BTreeMap::new();
+        for p in self.parameters() {
+            let value = overrides
+                .get(p.name())
+                .cloned()
+                .or_else(|| p.default())
+                .ok_or_else(|| ParameterError::Missing(p.name().to_string()))?;
+            let allowed = p.allowed_values();
+            if !allowed.is_empty() && !allowed.contains(&value) {
+                return Err(ParameterError::NotAllowed {
+                    name: p.name().to_string(),
+                    value,
+                    allowed,
+                });
+            }
+            values.insert(p.name().to_string(), value);
+        }
+        Ok(values)
     }
 
     /// Every resource, sorted by logical id.
@@ -649,5 +711,51 @@ Outputs:
     fn from_path_reports_the_missing_file() {
         let err = Template::from_path("/nonexistent/template.yaml").unwrap_err();
         assert!(err.to_string().contains("/nonexistent/template.yaml"));
+    }
+
+    fn two_parameters() -> Template {
+        Template::from_yaml_str(
+            "Parameters:\n  A: {Type: String, Default: x}\n  Stage: {Type: String, AllowedValues: [beta, prod]}\n",
+        )
+        .unwrap()
+    }
+
+    fn overrides(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn parameter_values_take_defaults_then_overrides() {
+        let values = two_parameters()
+            .parameter_values(&overrides(&[("Stage", "beta")]))
+            .unwrap();
+        assert_eq!(values, overrides(&[("A", "x"), ("Stage", "beta")]));
+    }
+
+    #[test]
+    fn a_parameter_without_default_or_override_is_missing() {
+        assert_eq!(
+            two_parameters().parameter_values(&BTreeMap::new()),
+            Err(ParameterError::Missing("Stage".into()))
+        );
+    }
+
+    #[test]
+    fn an_override_of_an_undeclared_parameter_is_refused() {
+        assert_eq!(
+            two_parameters().parameter_values(&overrides(&[("Stage", "beta"), ("Z", "1")])),
+            Err(ParameterError::Undeclared("Z".into()))
+        );
+    }
+
+    #[test]
+    fn a_value_outside_allowed_values_is_refused() {
+        assert!(matches!(
+            two_parameters().parameter_values(&overrides(&[("Stage", "dev")])),
+            Err(ParameterError::NotAllowed { name, .. }) if name == "Stage"
+        ));
     }
 }

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use base64::Engine;
 use serde_json::{Map, Value};
 
 use crate::Template;
@@ -18,15 +19,23 @@ pub enum ResolveError {
     /// A condition name that the template does not define.
     #[error("no condition named {0}")]
     UnknownCondition(String),
-    /// Conditions that refer to each other in a loop (or nest absurdly deep).
-    #[error("condition {0} refers to itself")]
-    ConditionCycle(String),
+    /// Conditions that refer to each other in a loop: the names along it,
+    /// first and last the same (`A -> B -> A`).
+    #[error(
+        "the conditions {} refer to each other in a loop; one of them must be decided without the others",
+        .0.join(" -> ")
+    )]
+    ConditionCycle(Vec<String>),
+    /// A condition nested deeper than any real template nests.
+    #[error("condition {0} nests more than {MAX_DEPTH} levels deep")]
+    ConditionTooDeep(String),
 }
 
 /// Evaluates `Ref`, `Fn::Sub`, `Fn::GetAtt`, `Fn::Join`, `Fn::Select`,
-/// `Fn::Split`, `Fn::If`, `Fn::ToJsonString` and the condition functions
-/// (`Fn::Equals`, `Fn::Not`, `Fn::And`, `Fn::Or`, `Condition`) for the
-/// references it has been given values for.
+/// `Fn::Split`, `Fn::If`, `Fn::FindInMap`, `Fn::Base64`, `Fn::GetAZs`,
+/// `Fn::ToJsonString` and the condition functions (`Fn::Equals`, `Fn::Not`,
+/// `Fn::And`, `Fn::Or`, `Condition`) for the references it has been given
+/// values for.
 ///
 /// A reference it has no value for (a resource's `Ref`, a `Fn::GetAtt` not
 /// set with [`Resolver::with_attribute`], an unset parameter) leaves that
@@ -51,9 +60,11 @@ pub struct Resolver {
     refs: BTreeMap<String, Value>,
     attributes: BTreeMap<(String, String), Value>,
     conditions: Map<String, Value>,
+    mappings: Map<String, Value>,
 }
 
-/// Nesting limit for condition evaluation (cycles, absurd templates).
+/// Nesting limit for condition evaluation (absurd templates; loops between
+/// named conditions are found by name before this).
 const MAX_DEPTH: usize = 64;
 
 impl Resolver {
@@ -97,6 +108,10 @@ impl Resolver {
         }
         r.conditions = template
             .section("Conditions")
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        r.mappings = template
+            .section("Mappings")
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect();
         r
@@ -143,14 +158,27 @@ impl Resolver {
         self
     }
 
+    /// Defines (or replaces) a top-level map of `Mappings`, for `Fn::FindInMap`.
+    pub fn with_mapping(mut self, name: impl Into<String>, map: Value) -> Self {
+        self.mappings.insert(name.into(), map);
+        self
+    }
+
     /// What `{"Ref": name}` resolves to, if known.
     pub fn reference(&self, name: &str) -> Option<&Value> {
         self.refs.get(name)
     }
 
-    /// Evaluates a named condition.
+    /// What `{"Fn::GetAtt": [logical_id, attribute]}` resolves to, if known.
+    pub fn attribute(&self, logical_id: &str, attribute: &str) -> Option<&Value> {
+        self.attributes
+            .get(&(logical_id.to_string(), attribute.to_string()))
+    }
+
+    /// Evaluates a named condition. A condition that refers to itself,
+    /// directly or through others, is [`ResolveError::ConditionCycle`].
     pub fn condition(&self, name: &str) -> Result<bool, ResolveError> {
-        self.named_condition(name, 0)
+        self.named_condition(name, &mut Vec::new(), 0)
     }
 
     /// Resolves everything it can in `value`. Returns `None` when the value
@@ -177,15 +205,51 @@ impl Resolver {
 
     /// Resolves `value` completely to a string, or says what is missing.
     pub fn resolve_str(&self, value: &Value) -> Result<String, ResolveError> {
+        match self.resolve_complete(value)? {
+            Value::String(s) => Ok(s),
+            other => Err(ResolveError::NotAString(other.to_string())),
+        }
+    }
+
+    /// Resolves `value` completely to a scalar's text, as CloudFormation
+    /// passes numbers and booleans to properties (`5`, `true`), or says what
+    /// is missing.
+    pub fn resolve_text(&self, value: &Value) -> Result<String, ResolveError> {
+        let resolved = self.resolve_complete(value)?;
+        text_of(&resolved).ok_or_else(|| ResolveError::NotAString(resolved.to_string()))
+    }
+
+    /// Resolves `value` with no intrinsic function left anywhere in it, or
+    /// says what is missing: the innermost function it could not evaluate,
+    /// or the condition error that kept an `Fn::If` undecided.
+    pub fn resolve_complete(&self, value: &Value) -> Result<Value, ResolveError> {
         let resolved = self
             .resolve(value)
             .ok_or_else(|| ResolveError::Unresolved("AWS::NoValue".into()))?;
-        if has_intrinsic(&resolved) {
-            return Err(ResolveError::Unresolved(resolved.to_string()));
+        match self.first_unresolved(&resolved) {
+            None => Ok(resolved),
+            Some(error) => Err(error),
         }
-        match resolved {
-            Value::String(s) => Ok(s),
-            other => Err(ResolveError::NotAString(other.to_string())),
+    }
+
+    /// Why `value` (already resolved) still holds an intrinsic function.
+    fn first_unresolved(&self, value: &Value) -> Option<ResolveError> {
+        match value {
+            Value::Array(items) => items.iter().find_map(|v| self.first_unresolved(v)),
+            Value::Object(map) => {
+                let intrinsic =
+                    map.len() == 1 && map.keys().any(|k| k == "Ref" || k.starts_with("Fn::"));
+                if let Some(Value::Array(args)) = map.get("Fn::If")
+                    && let Some(Value::String(name)) = args.first()
+                    && let Err(error) = self.condition(name)
+                {
+                    return Some(error);
+                }
+                map.values()
+                    .find_map(|v| self.first_unresolved(v))
+                    .or_else(|| intrinsic.then(|| ResolveError::Unresolved(value.to_string())))
+            }
+            _ => None,
         }
     }
 
@@ -270,6 +334,52 @@ impl Resolver {
                 },
                 _ => keep(self.resolve(arg)?),
             },
+            "Fn::FindInMap" => {
+                let arg = self.resolve(arg)?;
+                let found = match arg.as_array().map(Vec::as_slice) {
+                    Some([map, top, second, ..]) => (|| {
+                        self.mappings
+                            .get(&text_of(map)?)?
+                            .get(text_of(top)?)?
+                            .get(text_of(second)?)
+                            .cloned()
+                    })(),
+                    _ => None,
+                };
+                found.or_else(|| keep(arg))
+            }
+            "Fn::Base64" => {
+                let arg = self.resolve(arg)?;
+                match &arg {
+                    Value::String(s) => Some(Value::String(
+                        base64::engine::general_purpose::STANDARD.encode(s),
+                    )),
+                    _ => keep(arg),
+                }
+            }
+            "Fn::GetAZs" => {
+                let arg = self.resolve(arg)?;
+                let region = match &arg {
+                    Value::String(s) if !s.is_empty() => Some(s.clone()),
+                    Value::String(_) => self.refs.get("AWS::Region").and_then(text_of),
+                    _ => None,
+                };
+                match region {
+                    Some(region) => Some(Value::Array(
+                        ["a", "b", "c"]
+                            .iter()
+                            .map(|zone| Value::String(format!("{region}{zone}")))
+                            .collect(),
+                    )),
+                    None => keep(arg),
+                }
+            }
+            "Fn::Equals" | "Fn::Not" | "Fn::And" | "Fn::Or" => {
+                match self.evaluate(whole, &mut Vec::new(), 0) {
+                    Ok(b) => Some(Value::Bool(b)),
+                    Err(_) => keep(self.resolve(arg)?),
+                }
+            }
             "Fn::ToJsonString" => {
                 let arg = self.resolve(arg)?;
                 if has_intrinsic(&arg) {
@@ -317,21 +427,37 @@ impl Resolver {
         Some(out)
     }
 
-    fn named_condition(&self, name: &str, depth: usize) -> Result<bool, ResolveError> {
-        if depth > MAX_DEPTH {
-            return Err(ResolveError::ConditionCycle(name.to_string()));
+    fn named_condition(
+        &self,
+        name: &str,
+        path: &mut Vec<String>,
+        depth: usize,
+    ) -> Result<bool, ResolveError> {
+        if let Some(start) = path.iter().position(|n| n == name) {
+            let mut cycle = path[start..].to_vec();
+            cycle.push(name.to_string());
+            return Err(ResolveError::ConditionCycle(cycle));
         }
         let def = self
             .conditions
             .get(name)
             .ok_or_else(|| ResolveError::UnknownCondition(name.to_string()))?;
-        self.evaluate(def, depth + 1).map_err(|e| match e {
-            ResolveError::ConditionCycle(_) => ResolveError::ConditionCycle(name.to_string()),
-            other => other,
-        })
+        path.push(name.to_string());
+        let result = self.evaluate(def, path, depth + 1);
+        path.pop();
+        result
     }
 
-    fn evaluate(&self, cond: &Value, depth: usize) -> Result<bool, ResolveError> {
+    fn evaluate(
+        &self,
+        cond: &Value,
+        path: &mut Vec<String>,
+        depth: usize,
+    ) -> Result<bool, ResolveError> {
+        if depth > MAX_DEPTH {
+            let name = path.last().cloned().unwrap_or_else(|| cond.to_string());
+            return Err(ResolveError::ConditionTooDeep(name));
+        }
         let unresolved = || ResolveError::Unresolved(cond.to_string());
         let Some((key, arg)) = cond
             .as_object()
@@ -340,12 +466,13 @@ impl Resolver {
         else {
             return match cond {
                 Value::Bool(b) => Ok(*b),
+                Value::String(s) if s == "true" || s == "false" => Ok(s == "true"),
                 _ => Err(unresolved()),
             };
         };
         let args = || arg.as_array().ok_or_else(unresolved);
         match key.as_str() {
-            "Condition" => self.named_condition(arg.as_str().ok_or_else(unresolved)?, depth),
+            "Condition" => self.named_condition(arg.as_str().ok_or_else(unresolved)?, path, depth),
             "Fn::Equals" => match args()?.as_slice() {
                 [a, b] => {
                     let text = |v: &Value| {
@@ -359,20 +486,20 @@ impl Resolver {
                 _ => Err(unresolved()),
             },
             "Fn::Not" => match args()?.as_slice() {
-                [c] => Ok(!self.evaluate(c, depth + 1)?),
+                [c] => Ok(!self.evaluate(c, path, depth + 1)?),
                 _ => Err(unresolved()),
             },
             "Fn::And" => {
                 let mut all = true;
                 for c in args()? {
-                    all &= self.evaluate(c, depth + 1)?;
+                    all &= self.evaluate(c, path, depth + 1)?;
                 }
                 Ok(all)
             }
             "Fn::Or" => {
                 let mut any = false;
                 for c in args()? {
-                    any |= self.evaluate(c, depth + 1)?;
+                    any |= self.evaluate(c, path, depth + 1)?;
                 }
                 Ok(any)
             }
@@ -517,14 +644,90 @@ mod tests {
     }
 
     #[test]
-    fn a_condition_cycle_is_an_error() {
+    fn mutually_referencing_conditions_are_a_cycle_error_naming_the_loop() {
         let r = Resolver::new()
             .with_condition("A", json!({"Condition": "B"}))
             .with_condition("B", json!({"Fn::Not": [{"Condition": "A"}]}));
-        assert!(matches!(
+        assert_eq!(
             r.condition("A"),
+            Err(ResolveError::ConditionCycle(vec![
+                "A".into(),
+                "B".into(),
+                "A".into()
+            ]))
+        );
+    }
+
+    #[test]
+    fn a_self_referencing_condition_is_a_cycle_error_not_a_stack_overflow() {
+        let r = Resolver::new()
+            .with_condition("Loop", json!({"Fn::And": [true, {"Condition": "Loop"}]}));
+        let error = r.condition("Loop").unwrap_err();
+        assert_eq!(
+            error,
+            ResolveError::ConditionCycle(vec!["Loop".into(), "Loop".into()])
+        );
+        assert!(error.to_string().contains("Loop -> Loop"), "{error}");
+    }
+
+    #[test]
+    fn a_condition_used_twice_side_by_side_is_not_a_cycle() {
+        let r = Resolver::new()
+            .with_condition("T", json!(true))
+            .with_condition(
+                "Both",
+                json!({"Fn::And": [{"Condition": "T"}, {"Condition": "T"}]}),
+            );
+        assert_eq!(r.condition("Both"), Ok(true));
+    }
+
+    #[test]
+    fn an_if_on_a_cyclic_condition_resolves_to_the_cycle_error() {
+        let r = svc().with_condition("A", json!({"Condition": "A"}));
+        let v = json!({"Fn::If": ["A", "x", "y"]});
+        assert!(matches!(
+            r.resolve_str(&v),
             Err(ResolveError::ConditionCycle(_))
         ));
+    }
+
+    #[test]
+    fn find_in_map_looks_up_mappings() {
+        let r = svc().with_mapping("Sizes", json!({"beta": {"Memory": 128}}));
+        let v = json!({"Fn::FindInMap": ["Sizes", "beta", "Memory"]});
+        assert_eq!(r.resolve_text(&v).unwrap(), "128");
+        let missing = json!({"Fn::FindInMap": ["Sizes", "prod", "Memory"]});
+        assert!(r.resolve_text(&missing).is_err());
+    }
+
+    #[test]
+    fn base64_encodes_resolved_text() {
+        let v = json!({"Fn::Base64": {"Ref": "ServiceName"}});
+        assert_eq!(svc().resolve_str(&v).unwrap(), "VGltZVNlcnZpY2U=");
+    }
+
+    #[test]
+    fn get_azs_uses_the_region_it_was_given() {
+        let r = svc().with_ref("AWS::Region", "eu-west-1");
+        assert_eq!(
+            r.resolve(&json!({"Fn::Select": [0, {"Fn::GetAZs": ""}]})),
+            Some(json!("eu-west-1a"))
+        );
+    }
+
+    #[test]
+    fn resolve_text_stringifies_numbers_and_booleans() {
+        assert_eq!(svc().resolve_text(&json!(5)).unwrap(), "5");
+        assert_eq!(svc().resolve_text(&json!(true)).unwrap(), "true");
+    }
+
+    #[test]
+    fn an_unresolved_value_names_the_innermost_unknown_function() {
+        let v = json!({"Fn::Join": ["-", [{"Ref": "ServiceName"}, {"Ref": "Nope"}]]});
+        assert_eq!(
+            svc().resolve_str(&v),
+            Err(ResolveError::Unresolved(r#"{"Ref":"Nope"}"#.into()))
+        );
     }
 
     #[test]

@@ -2,11 +2,21 @@
 //! turns each request into the API Gateway event the function's template asks
 //! for (HTTP API payload 2.0 for `HttpApi` events, REST payload 1.0 for `Api`
 //! events) and the function's answer back into an HTTP response.
+//!
+//! The events are `aws_lambda_events`' own types (`ApiGatewayV2httpRequest`,
+//! `ApiGatewayProxyRequest`), the ones `lambda_http` parses them into.
+//! Routes match as API Gateway matches them: `/` only the root, a greedy
+//! `{proxy+}` one segment or more, literal segments before parameters.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
+use aws_lambda_events::apigw::{
+    ApiGatewayProxyRequest, ApiGatewayProxyRequestContext, ApiGatewayRequestIdentity,
+    ApiGatewayV2httpRequest, ApiGatewayV2httpRequestContext,
+    ApiGatewayV2httpRequestContextHttpDescription,
+};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
@@ -14,7 +24,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -221,10 +231,17 @@ async fn handle(
         path_params: &params,
     };
     let event = match &route.kind {
-        ApiKind::Http => http_api_event(&route, &request),
-        ApiKind::Rest { stage } => rest_api_event(&route, stage, &request),
+        ApiKind::Http => serde_json::to_vec(&http_api_event(&route, &request)),
+        ApiKind::Rest { stage } => serde_json::to_vec(&rest_api_event(&route, stage, &request)),
     };
-    match route.function.invoke(Bytes::from(event.to_string())).await {
+    let event = match event {
+        Ok(event) => event,
+        Err(error) => {
+            tracing::warn!(%error, "request that cannot be written as an API Gateway event");
+            return message(StatusCode::BAD_REQUEST, "Bad Request");
+        }
+    };
+    match route.function.invoke(Bytes::from(event)).await {
         Ok(payload) => match function_response(&route.kind, &payload) {
             Ok(response) => response,
             Err(why) => {
@@ -255,80 +272,60 @@ struct RequestParts<'a> {
 }
 
 impl RequestParts<'_> {
-    /// Headers with repeated values joined by commas (names are lower case,
-    /// as hyper delivers them).
-    fn header_map(&self) -> Map<String, Value> {
-        let mut map = Map::new();
-        for (name, value) in self.headers {
-            let key = name.as_str().to_string();
-            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-            match map.get_mut(&key) {
-                Some(Value::String(existing)) => {
-                    existing.push(',');
-                    existing.push_str(&value);
-                }
-                _ => {
-                    map.insert(key, Value::String(value));
-                }
+    /// Headers with repeated values joined by commas, as HTTP APIs pass
+    /// them (names are lower case, as hyper delivers them).
+    fn joined_headers(&self) -> HeaderMap {
+        let mut joined = HeaderMap::new();
+        for name in self.headers.keys() {
+            let values: Vec<&[u8]> = self
+                .headers
+                .get_all(name)
+                .iter()
+                .map(HeaderValue::as_bytes)
+                .collect();
+            if let Ok(value) = HeaderValue::from_bytes(&values.join(&b","[..])) {
+                joined.insert(name.clone(), value);
             }
         }
-        map
+        joined
     }
 
-    fn multi_value_headers(&self) -> Map<String, Value> {
-        let mut map = Map::new();
-        for (name, value) in self.headers {
-            let value = Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned());
-            match map
-                .entry(name.as_str().to_string())
-                .or_insert_with(|| Value::Array(vec![]))
-            {
-                Value::Array(values) => values.push(value),
-                _ => unreachable!("only arrays are inserted"),
-            }
+    fn query_pairs(&self) -> HashMap<String, Vec<String>> {
+        let mut pairs: HashMap<String, Vec<String>> = HashMap::new();
+        for (key, value) in form_urlencoded::parse(self.query.as_bytes()).into_owned() {
+            pairs.entry(key).or_default().push(value);
         }
-        map
-    }
-
-    fn query_pairs(&self) -> Vec<(String, String)> {
-        form_urlencoded::parse(self.query.as_bytes())
-            .into_owned()
-            .collect()
+        pairs
     }
 
     /// The body as API Gateway passes it: text, or base64 for binary.
-    fn body_value(&self) -> (Value, bool) {
+    fn body_value(&self) -> (Option<String>, bool) {
         if self.body.is_empty() {
-            return (Value::Null, false);
+            return (None, false);
         }
         match std::str::from_utf8(self.body) {
-            Ok(text) => (Value::String(text.to_string()), false),
-            Err(_) => (Value::String(BASE64.encode(self.body)), true),
+            Ok(text) => (Some(text.to_string()), false),
+            Err(_) => (Some(BASE64.encode(self.body)), true),
         }
     }
 
-    fn params_value(&self) -> Value {
-        if self.path_params.is_empty() {
-            Value::Null
-        } else {
-            json!(self.path_params)
-        }
+    fn path_params(&self) -> HashMap<String, String> {
+        self.path_params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
-    fn user_agent(&self) -> String {
+    fn header_text(&self, name: &str) -> Option<String> {
         self.headers
-            .get("user-agent")
+            .get(name)
             .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string()
+            .map(str::to_string)
     }
 
     fn host(&self) -> String {
-        self.headers
-            .get("host")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("127.0.0.1")
-            .to_string()
+        self.header_text("host")
+            .unwrap_or_else(|| "127.0.0.1".to_string())
     }
 }
 
@@ -341,121 +338,103 @@ fn now_parts() -> (String, i64) {
 }
 
 /// An HTTP API (payload format 2.0) event.
-fn http_api_event(route: &Route, request: &RequestParts<'_>) -> Value {
+fn http_api_event(route: &Route, request: &RequestParts<'_>) -> ApiGatewayV2httpRequest {
     let (time, epoch) = now_parts();
-    let mut query = Map::new();
-    for (key, value) in request.query_pairs() {
-        match query.get_mut(&key) {
-            Some(Value::String(existing)) => {
-                existing.push(',');
-                existing.push_str(&value);
-            }
-            _ => {
-                query.insert(key, Value::String(value));
-            }
-        }
-    }
-    let mut headers = request.header_map();
+    let mut headers = request.joined_headers();
     let cookies: Vec<String> = headers
         .remove("cookie")
-        .and_then(|v| v.as_str().map(str::to_string))
+        .and_then(|v| v.to_str().ok().map(str::to_string))
         .map(|c| c.split(';').map(|s| s.trim().to_string()).collect())
         .unwrap_or_default();
     let (body, is_base64) = request.body_value();
     let host = request.host();
-    let mut event = json!({
-        "version": "2.0",
-        "routeKey": route.route_key(),
-        "rawPath": request.raw_path,
-        "rawQueryString": request.query,
-        "headers": headers,
-        "requestContext": {
-            "accountId": ids::ACCOUNT_ID,
-            "apiId": route.api_id,
-            "domainName": host,
-            "domainPrefix": host.split('.').next().unwrap_or_default(),
-            "http": {
-                "method": request.method.as_str(),
-                "path": request.raw_path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": request.source_ip,
-                "userAgent": request.user_agent(),
-            },
-            "requestId": ids::uuid(),
-            "routeKey": route.route_key(),
-            "stage": "$default",
-            "time": time,
-            "timeEpoch": epoch,
-        },
-        "isBase64Encoded": is_base64,
-    });
-    if !cookies.is_empty() {
-        event["cookies"] = json!(cookies);
+
+    let mut http = ApiGatewayV2httpRequestContextHttpDescription::default();
+    http.method = request.method.clone();
+    http.path = Some(request.raw_path.to_string());
+    http.protocol = Some("HTTP/1.1".into());
+    http.source_ip = Some(request.source_ip.clone());
+    http.user_agent = Some(request.header_text("user-agent").unwrap_or_default());
+
+    let mut context = ApiGatewayV2httpRequestContext::default();
+    context.route_key = Some(route.route_key());
+    context.account_id = Some(ids::ACCOUNT_ID.into());
+    context.stage = Some("$default".into());
+    context.request_id = Some(ids::uuid());
+    context.apiid = Some(route.api_id.clone());
+    context.domain_prefix = host.split('.').next().map(str::to_string);
+    context.domain_name = Some(host);
+    context.time = Some(time);
+    context.time_epoch = epoch;
+    context.http = http;
+
+    let mut event = ApiGatewayV2httpRequest::default();
+    // Not part of payload 2.0, but the type always writes it: make it true.
+    #[allow(deprecated)]
+    {
+        event.http_method = request.method.clone();
     }
-    if !query.is_empty() {
-        event["queryStringParameters"] = Value::Object(query);
-    }
-    if !request.path_params.is_empty() {
-        event["pathParameters"] = request.params_value();
-    }
-    if !body.is_null() {
-        event["body"] = body;
-    }
+    event.version = Some("2.0".into());
+    event.route_key = Some(route.route_key());
+    event.raw_path = Some(request.raw_path.to_string());
+    event.raw_query_string = Some(request.query.to_string());
+    event.cookies = (!cookies.is_empty()).then_some(cookies);
+    event.headers = headers;
+    event.query_string_parameters = request.query_pairs().into();
+    event.path_parameters = request.path_params();
+    event.request_context = context;
+    event.body = body;
+    event.is_base64_encoded = is_base64;
     event
 }
 
 /// A REST API (payload format 1.0) event.
-fn rest_api_event(route: &Route, stage: &str, request: &RequestParts<'_>) -> Value {
+fn rest_api_event(
+    route: &Route,
+    stage: &str,
+    request: &RequestParts<'_>,
+) -> ApiGatewayProxyRequest {
     let (time, epoch) = now_parts();
-    let pairs = request.query_pairs();
-    let (query, multi_query) = if pairs.is_empty() {
-        (Value::Null, Value::Null)
-    } else {
-        let mut single = Map::new();
-        let mut multi: Map<String, Value> = Map::new();
-        for (key, value) in pairs {
-            single.insert(key.clone(), Value::String(value.clone()));
-            match multi.entry(key).or_insert_with(|| Value::Array(vec![])) {
-                Value::Array(values) => values.push(Value::String(value)),
-                _ => unreachable!("only arrays are inserted"),
-            }
-        }
-        (Value::Object(single), Value::Object(multi))
-    };
     let (body, is_base64) = request.body_value();
     let resource = if route.path == "$default" {
         "/{proxy+}".to_string()
     } else {
         route.path.clone()
     };
-    json!({
-        "resource": resource,
-        "path": request.path,
-        "httpMethod": request.method.as_str(),
-        "headers": request.header_map(),
-        "multiValueHeaders": request.multi_value_headers(),
-        "queryStringParameters": query,
-        "multiValueQueryStringParameters": multi_query,
-        "pathParameters": request.params_value(),
-        "stageVariables": null,
-        "requestContext": {
-            "accountId": ids::ACCOUNT_ID,
-            "apiId": route.api_id,
-            "domainName": request.host(),
-            "httpMethod": request.method.as_str(),
-            "identity": {"sourceIp": request.source_ip, "userAgent": request.user_agent()},
-            "path": format!("/{stage}{}", request.path),
-            "protocol": "HTTP/1.1",
-            "requestId": ids::uuid(),
-            "requestTime": time,
-            "requestTimeEpoch": epoch,
-            "resourceId": ids::stable_suffix(&resource, 6).to_lowercase(),
-            "resourcePath": resource,
-            "stage": stage,
-        },
-        "body": body,
-        "isBase64Encoded": is_base64,
-    })
+
+    let mut identity = ApiGatewayRequestIdentity::default();
+    identity.source_ip = Some(request.source_ip.clone());
+    identity.user_agent = request.header_text("user-agent");
+
+    let mut context = ApiGatewayProxyRequestContext::default();
+    context.account_id = Some(ids::ACCOUNT_ID.into());
+    context.apiid = Some(route.api_id.clone());
+    context.domain_name = Some(request.host());
+    context.http_method = request.method.clone();
+    context.identity = identity;
+    context.path = Some(format!("/{stage}{}", request.path));
+    context.protocol = Some("HTTP/1.1".into());
+    context.request_id = Some(ids::uuid());
+    context.request_time = Some(time);
+    context.request_time_epoch = epoch;
+    context.resource_id = Some(ids::stable_suffix(&resource, 6).to_lowercase());
+    context.resource_path = Some(resource.clone());
+    context.stage = Some(stage.to_string());
+
+    let query = request.query_pairs();
+    let mut event = ApiGatewayProxyRequest::default();
+    event.resource = Some(resource);
+    event.path = Some(request.path.to_string());
+    event.http_method = request.method.clone();
+    event.headers = request.headers.clone();
+    event.multi_value_headers = request.headers.clone();
+    event.query_string_parameters = query.clone().into();
+    event.multi_value_query_string_parameters = query.into();
+    event.path_parameters = request.path_params();
+    event.request_context = context;
+    event.body = body;
+    event.is_base64_encoded = is_base64;
+    event
 }
 
 /// Turns a Lambda proxy integration response into HTTP.
@@ -532,6 +511,82 @@ fn function_response(kind: &ApiKind, payload: &[u8]) -> Result<Response, String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn route(method: Option<Method>, path: &str) -> Route {
+        let config = crate::runtime::FunctionConfig {
+            name: format!("fn {path}"),
+            command: "/bin/true".into(),
+            args: Vec::new(),
+            task_root: "/tmp".into(),
+            handler: "bootstrap".into(),
+            memory_mb: 128,
+            timeout: std::time::Duration::from_secs(1),
+            environment: BTreeMap::new(),
+            log_file: None,
+            async_retries: 0,
+        };
+        Route {
+            api_id: "api".into(),
+            kind: ApiKind::Http,
+            method,
+            path: path.into(),
+            function: Arc::new(FunctionHost::new(config)),
+        }
+    }
+
+    /// The routes of app-sam.yaml, sorted as `set_routes` sorts them.
+    fn app_routes() -> Vec<Route> {
+        let mut routes = vec![
+            route(None, "/{proxy+}"),
+            route(Some(Method::GET), "/time/{proxy+}"),
+            route(None, "/"),
+            route(Some(Method::GET), "/time"),
+        ];
+        routes.sort_by_key(|r| std::cmp::Reverse(r.specificity()));
+        routes
+    }
+
+    fn routed(routes: &[Route], method: Method, path: &str) -> Option<String> {
+        find_route(routes, &method, path).map(|(route, _, _)| route.path)
+    }
+
+    #[test]
+    fn the_root_route_matches_only_the_root() {
+        assert!(match_path("/", "/").is_some());
+        assert!(match_path("/", "/time").is_none());
+        assert_eq!(
+            routed(&app_routes(), Method::GET, "/").as_deref(),
+            Some("/")
+        );
+    }
+
+    #[test]
+    fn a_greedy_proxy_needs_at_least_one_segment_so_the_root_is_not_its() {
+        assert!(match_path("/{proxy+}", "/").is_none());
+        let without_root: Vec<Route> = app_routes().into_iter().filter(|r| r.path != "/").collect();
+        assert_eq!(routed(&without_root, Method::GET, "/"), None);
+    }
+
+    #[test]
+    fn other_paths_go_to_the_most_specific_route() {
+        let routes = app_routes();
+        assert_eq!(
+            routed(&routes, Method::GET, "/time").as_deref(),
+            Some("/time")
+        );
+        assert_eq!(
+            routed(&routes, Method::GET, "/time/Europe/London").as_deref(),
+            Some("/time/{proxy+}")
+        );
+        assert_eq!(
+            routed(&routes, Method::POST, "/time").as_deref(),
+            Some("/{proxy+}")
+        );
+        assert_eq!(
+            routed(&routes, Method::GET, "/x").as_deref(),
+            Some("/{proxy+}")
+        );
+    }
 
     #[test]
     fn greedy_parameters_take_the_rest_of_the_path() {

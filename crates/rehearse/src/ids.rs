@@ -1,8 +1,5 @@
 //! Identifiers in the formats AWS uses (request ids, trace ids, job ids).
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The fake AWS account every local resource lives in.
@@ -10,42 +7,16 @@ pub const ACCOUNT_ID: &str = "123456789012";
 /// The region the rehearsal pretends to be in.
 pub const REGION: &str = "us-east-1";
 
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-fn random_u64() -> u64 {
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    hasher.write_u128(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    hasher.finish()
-}
-
 /// A random version-4 UUID, as Lambda request ids and CodePipeline job ids are.
 pub fn uuid() -> String {
-    let hi = random_u64();
-    let lo = random_u64();
-    let bytes: Vec<u8> = hi
-        .to_be_bytes()
-        .into_iter()
-        .chain(lo.to_be_bytes())
-        .collect();
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&bytes);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// 64 random bits (from a version-4 UUID's random part).
+fn random_u64() -> u64 {
+    // Truncation keeps the low 64 bits, all of them random in a v4 UUID
+    // except the two variant bits.
+    uuid::Uuid::new_v4().as_u128() as u64
 }
 
 /// An X-Ray trace header as Lambda passes it in `Lambda-Runtime-Trace-Id`.
@@ -105,8 +76,9 @@ mod tests {
         let a = uuid();
         let b = uuid();
         assert_ne!(a, b);
-        assert_eq!(a.len(), 36);
-        assert_eq!(&a[14..15], "4");
+        let parsed = uuid::Uuid::parse_str(&a).unwrap();
+        assert_eq!(parsed.get_version_num(), 4);
+        assert_eq!(a, parsed.hyphenated().to_string(), "lower-case, hyphenated");
     }
 
     #[test]

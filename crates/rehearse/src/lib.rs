@@ -7,23 +7,24 @@
 //!   manual approvals).
 //! - [`stack`] deploys a packaged SAM template as a local stack: functions
 //!   as processes ([`runtime`]), API events behind a per-stack [`gateway`],
-//!   outputs resolved to local values ([`cfn`]).
+//!   outputs resolved to local values by `cfn_template::Resolver`.
 //! - [`runtime`] serves the Lambda Runtime API to each function process.
 //! - [`endpoint`] answers the functions' AWS calls (CloudFormation
 //!   DescribeStacks, Lambda Invoke, CodePipeline job results) from the local
 //!   [`world`], in AWS's wire formats.
 //! - [`report`] prints progress, the final table and the JSON result.
+//! - [`lock`] keeps to one rehearsal per work directory.
 
-pub mod cfn;
 pub mod endpoint;
 pub mod executor;
 pub mod gateway;
 pub mod ids;
+pub mod lock;
 pub mod report;
 pub mod runtime;
 pub mod source;
 pub mod stack;
 pub mod world;
 
-pub use executor::{Options, Rehearsal, RehearsalError};
+pub use executor::{ActionError, Options, Rehearsal, RehearsalError};
 pub use report::{RunReport, Status};

@@ -4,9 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
+
+use crate::executor::ActionError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Status {
@@ -40,6 +43,9 @@ pub struct ActionReport {
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why it failed, as the typed error (`error` is its message).
+    #[serde(skip)]
+    pub failure: Option<Arc<ActionError>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -56,7 +62,11 @@ pub struct StageReport {
 pub struct FailedAction {
     pub stage: String,
     pub action: String,
+    /// The error's message.
     pub reason: String,
+    /// The error itself, for code (and tests) that match on what failed.
+    #[serde(skip)]
+    pub error: Option<Arc<ActionError>>,
 }
 
 /// The result of one pipeline execution.
@@ -233,12 +243,14 @@ mod tests {
                     duration_ms: 40,
                     summary: None,
                     error: Some("JobFailed: 1 of 10 checks failed".into()),
+                    failure: None,
                 }],
             }],
             failed_action: Some(FailedAction {
                 stage: "Beta".into(),
                 action: "IntegrationTests".into(),
                 reason: "JobFailed: 1 of 10 checks failed".into(),
+                error: None,
             }),
             stopped_before: None,
             urls: BTreeMap::from([("svc-beta".to_string(), "http://127.0.0.1:1/".to_string())]),

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cfn_template::{ParameterError, ResolveError, Resolver, Template};
 use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
-use crate::cfn::{self, CfnError, Context, ResourceValues};
 use crate::gateway::{ApiKind, Gateway, Route};
 use crate::ids;
 use crate::runtime::{FunctionConfig, FunctionHost, StartError};
@@ -19,8 +19,30 @@ use crate::world::{StackRecord, World};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
-    #[error(transparent)]
-    Template(#[from] CfnError),
+    #[error("cannot load template {path}: {source}")]
+    Load {
+        path: String,
+        source: cfn_template::Error,
+    },
+    #[error("stack {stack}: {source}")]
+    Parameters {
+        stack: String,
+        source: ParameterError,
+    },
+    #[error(
+        "stack {stack}, {at}: {source}; the rehearsal has local values for parameters, pseudo parameters, and the names, ARNs and URLs of functions and APIs"
+    )]
+    Resolve {
+        stack: String,
+        at: String,
+        source: ResolveError,
+    },
+    #[error("stack {stack}, {at}: {value:?} is not a whole number; write one there")]
+    NotANumber {
+        stack: String,
+        at: String,
+        value: String,
+    },
     #[error(
         "function {function}: CodeUri {code_uri} is not a local directory; the rehearsal deploys templates packaged without --s3-bucket (scripts/build.sh --out DIR)"
     )]
@@ -137,13 +159,21 @@ impl Deployer {
         template_path: &Path,
         overrides: &BTreeMap<String, String>,
     ) -> Result<Deployed, DeployError> {
-        let template = cfn::load(template_path)?;
-        let what = format!("stack {stack_name} ({})", template_path.display());
-        let parameters = cfn::parameter_values(&template, overrides, &what)?;
-        let mut ctx = Context::new(stack_name, &template, parameters.clone());
+        let template = Template::from_path(template_path).map_err(|source| DeployError::Load {
+            path: template_path.display().to_string(),
+            source,
+        })?;
+        let parameters =
+            template
+                .parameter_values(overrides)
+                .map_err(|source| DeployError::Parameters {
+                    stack: stack_name.to_string(),
+                    source,
+                })?;
+        let mut locals = Locals::new(stack_name, &template, parameters.clone());
         let template_dir = template_path.parent().unwrap_or(Path::new("."));
 
-        let resources = live_resources(&template, &ctx, &what)?;
+        let resources = live_resources(&template, &locals)?;
         let needs_gateway = resources.iter().any(|(_, body)| {
             API_TYPES.contains(&resource_type(body))
                 || api_events(body).any(|(_, kind, _)| kind.is_some())
@@ -168,14 +198,10 @@ impl Deployer {
         let mut api_kinds: BTreeMap<String, (String, ApiKind)> = BTreeMap::new();
         for (logical_id, body) in &resources {
             let kind = resource_type(body);
-            let mut values = ResourceValues {
-                resource_type: kind.to_string(),
-                reference: generated_name(stack_name, logical_id),
-                attributes: BTreeMap::new(),
-            };
+            let mut values = ResourceValues::new(kind, generated_name(stack_name, logical_id));
             if FUNCTION_TYPES.contains(&kind) {
                 if let Some(name) = body["Properties"].get("FunctionName") {
-                    values.reference = ctx.resolve_string(
+                    values.reference = locals.text(
                         name,
                         &format!("Resources.{logical_id}.Properties.FunctionName"),
                     )?;
@@ -183,28 +209,23 @@ impl Deployer {
                 values
                     .attributes
                     .insert("Arn".into(), ids::function_arn(&values.reference));
-                ctx.resources.insert(
-                    format!("{logical_id}Role"),
-                    ResourceValues {
-                        resource_type: "AWS::IAM::Role".into(),
-                        reference: generated_name(stack_name, &format!("{logical_id}Role")),
-                        attributes: BTreeMap::new(),
-                    },
+                let role = format!("{logical_id}Role");
+                locals.insert(
+                    &role,
+                    ResourceValues::new("AWS::IAM::Role", generated_name(stack_name, &role)),
                 );
                 for (_, event_kind, _) in api_events(body) {
                     match event_kind {
                         Some("HttpApi") => implicit_api(
-                            &mut ctx,
+                            &mut locals,
                             &mut api_kinds,
-                            stack_name,
                             "ServerlessHttpApi",
                             ApiKind::Http,
                             base_url.as_deref(),
                         ),
                         Some("Api") => implicit_api(
-                            &mut ctx,
+                            &mut locals,
                             &mut api_kinds,
-                            stack_name,
                             "ServerlessRestApi",
                             ApiKind::Rest {
                                 stage: "Prod".into(),
@@ -221,10 +242,7 @@ impl Deployer {
                     let stage = body["Properties"]
                         .get("StageName")
                         .map(|s| {
-                            ctx.resolve_string(
-                                s,
-                                &format!("Resources.{logical_id}.Properties.StageName"),
-                            )
+                            locals.text(s, &format!("Resources.{logical_id}.Properties.StageName"))
                         })
                         .transpose()?
                         .unwrap_or_else(|| "Prod".to_string());
@@ -243,20 +261,23 @@ impl Deployer {
                 );
                 api_kinds.insert(logical_id.clone(), (values.reference.clone(), api_kind));
             }
-            ctx.resources.insert(logical_id.clone(), values);
+            locals.insert(logical_id, values);
         }
 
         // Functions, with Globals.Function merged in as SAM merges it.
-        let globals = template["Globals"]["Function"].clone();
+        let globals = template
+            .section("Globals")
+            .find(|(k, _)| *k == "Function")
+            .map(|(_, v)| v.clone())
+            .unwrap_or(Value::Null);
         let mut specs = Vec::new();
         for (logical_id, body) in &resources {
             if FUNCTION_TYPES.contains(&resource_type(body)) {
                 specs.push(self.function_spec(
-                    stack_name,
                     logical_id,
                     body,
                     &globals,
-                    &ctx,
+                    &locals,
                     template_dir,
                     base_url.as_deref(),
                 )?);
@@ -264,26 +285,26 @@ impl Deployer {
         }
 
         let mut outputs = BTreeMap::new();
-        if let Some(Value::Object(section)) = template.get("Outputs") {
-            for (name, output) in section {
-                if let Some(condition) = output.get("Condition").and_then(Value::as_str)
-                    && !ctx.condition(condition, &format!("Outputs.{name}"))?
-                {
-                    continue;
+        for output in template.outputs() {
+            let name = output.name();
+            if let Some(condition) = output.condition()
+                && !locals.condition(condition, &format!("Outputs.{name}.Condition"))?
+            {
+                continue;
+            }
+            // An output that needs a resource the rehearsal does not run
+            // (a repository's clone URL, say) is left out, as a stack
+            // without it would be: a consumer then reports it missing.
+            let value = output.value().unwrap_or(&Value::Null);
+            match locals.text(value, &format!("Outputs.{name}.Value")) {
+                Ok(value) => {
+                    outputs.insert(
+                        name.to_string(),
+                        localize_urls(&value, &api_kinds, base_url.as_deref()),
+                    );
                 }
-                // An output that needs a resource the rehearsal does not run
-                // (a repository's clone URL, say) is left out, as a stack
-                // without it would be: a consumer then reports it missing.
-                match ctx.resolve_string(&output["Value"], &format!("Outputs.{name}.Value")) {
-                    Ok(value) => {
-                        outputs.insert(
-                            name.clone(),
-                            localize_urls(&value, &api_kinds, base_url.as_deref()),
-                        );
-                    }
-                    Err(error) => {
-                        tracing::info!(stack = stack_name, output = %name, %error, "output left out: no local value");
-                    }
+                Err(error) => {
+                    tracing::info!(stack = stack_name, output = %name, %error, "output left out: no local value");
                 }
             }
         }
@@ -376,26 +397,26 @@ impl Deployer {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn function_spec(
         &self,
-        stack_name: &str,
         logical_id: &str,
         body: &Value,
         globals: &Value,
-        ctx: &Context,
+        locals: &Locals,
         template_dir: &Path,
         base_url: Option<&str>,
     ) -> Result<FunctionSpec, DeployError> {
+        let stack_name = locals.stack_name.as_str();
         let at = |key: &str| format!("Resources.{logical_id}.Properties.{key}");
         let properties = merged_properties(&body["Properties"], globals);
         let property = |key: &str| properties.get(key).filter(|v| !v.is_null());
-        let name = ctx.resources[logical_id].reference.clone();
+        let name = locals.resources[logical_id].reference.clone();
 
         let code_uri = match property("CodeUri") {
-            Some(v) => ctx.resolve(v, &at("CodeUri"))?,
-            None => Value::String(".".into()),
-        };
+            Some(v) => locals.value(v, &at("CodeUri"))?,
+            None => None,
+        }
+        .unwrap_or_else(|| Value::String(".".into()));
         let code_dir = match &code_uri {
             Value::String(dir) if !dir.starts_with("s3://") => template_dir.join(dir),
             other => {
@@ -415,21 +436,13 @@ impl Deployer {
         let number = |key: &str, default: u64| -> Result<u64, DeployError> {
             match property(key) {
                 None => Ok(default),
-                Some(v) => {
-                    let text = ctx.resolve_string(v, &at(key))?;
-                    text.parse().map_err(|_| {
-                        DeployError::Template(CfnError::Eval {
-                            context: at(key),
-                            message: format!("{text:?} is not a number"),
-                        })
-                    })
-                }
+                Some(v) => locals.number(v, &at(key)),
             }
         };
         let timeout = number("Timeout", 3)?;
         let memory = number("MemorySize", 128)?;
         let handler = match property("Handler") {
-            Some(v) => ctx.resolve_string(v, &at("Handler"))?,
+            Some(v) => locals.text(v, &at("Handler"))?,
             None => "bootstrap".to_string(),
         };
 
@@ -437,12 +450,15 @@ impl Deployer {
         if let Some(variables) = properties
             .get("Environment")
             .and_then(|e| e.get("Variables"))
+            && let Some(Value::Object(vars)) =
+                locals.value(variables, &at("Environment.Variables"))?
         {
-            if let Value::Object(vars) = ctx.resolve(variables, &at("Environment.Variables"))? {
-                for (key, value) in vars {
-                    let value = cfn::scalar_text(&value);
-                    environment.insert(key, localize_urls(&value, &BTreeMap::new(), base_url));
-                }
+            for (key, value) in vars {
+                let value = match &value {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                environment.insert(key, localize_urls(&value, &BTreeMap::new(), base_url));
             }
         }
         environment.insert("AWS_ENDPOINT_URL".into(), self.endpoint_url.clone());
@@ -456,10 +472,12 @@ impl Deployer {
         let mut events = Vec::new();
         for (event_name, kind, properties) in api_events(body) {
             let Some(kind) = kind else { continue };
-            let props = ctx.resolve(
-                properties,
-                &format!("Resources.{logical_id}.Properties.Events.{event_name}"),
-            )?;
+            let props = locals
+                .value(
+                    properties,
+                    &format!("Resources.{logical_id}.Properties.Events.{event_name}"),
+                )?
+                .unwrap_or(Value::Null);
             let (implicit, api_kind) = if kind == "HttpApi" {
                 ("ServerlessHttpApi", ApiKind::Http)
             } else {
@@ -475,8 +493,8 @@ impl Deployer {
                 .or_else(|| props.get("RestApiId"))
                 .and_then(Value::as_str)
                 .map(str::to_string)
-                .unwrap_or_else(|| ctx.resources[implicit].reference.clone());
-            let api = ctx.resources.values().find(|v| v.reference == api_ref);
+                .unwrap_or_else(|| locals.resources[implicit].reference.clone());
+            let api = locals.resources.values().find(|v| v.reference == api_ref);
             let api_kind = match api {
                 Some(v) if v.resource_type == "AWS::Serverless::Api" => ApiKind::Rest {
                     stage: v
@@ -505,13 +523,8 @@ impl Deployer {
             .and_then(|c| c.get("MaximumRetryAttempts"))
         {
             Some(v) => {
-                let text = ctx.resolve_string(v, &at("EventInvokeConfig.MaximumRetryAttempts"))?;
-                text.parse().map_err(|_| {
-                    DeployError::Template(CfnError::Eval {
-                        context: at("EventInvokeConfig.MaximumRetryAttempts"),
-                        message: format!("{text:?} is not a number"),
-                    })
-                })?
+                let retries = locals.number(v, &at("EventInvokeConfig.MaximumRetryAttempts"))?;
+                u32::try_from(retries).unwrap_or(u32::MAX)
             }
             None => 2,
         };
@@ -538,26 +551,163 @@ impl Deployer {
     }
 }
 
+/// The local value of one resource: what `Ref` gives and its attributes.
+#[derive(Debug, Clone)]
+pub(crate) struct ResourceValues {
+    pub resource_type: String,
+    pub reference: String,
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl ResourceValues {
+    pub fn new(resource_type: &str, reference: String) -> Self {
+        Self {
+            resource_type: resource_type.to_string(),
+            reference,
+            attributes: BTreeMap::new(),
+        }
+    }
+
+    /// The ARN of a resource the rehearsal does not run (a role, a bucket,
+    /// a topic): of the right service, so templates that pass it resolve.
+    fn default_arn(&self, logical_id: &str) -> String {
+        let service = self
+            .resource_type
+            .split("::")
+            .nth(1)
+            .unwrap_or("local")
+            .to_lowercase();
+        format!(
+            "arn:aws:{service}:{}:{}:{logical_id}/{}",
+            ids::REGION,
+            ids::ACCOUNT_ID,
+            self.reference
+        )
+    }
+}
+
+/// A template's [`Resolver`] with the local values of one stack: its
+/// parameters, the pseudo parameters, and every resource's `Ref` and
+/// attributes (each resource gets at least an `Arn`).
+pub(crate) struct Locals {
+    pub stack_name: String,
+    pub resolver: Resolver,
+    pub resources: BTreeMap<String, ResourceValues>,
+}
+
+impl Locals {
+    pub fn new(
+        stack_name: &str,
+        template: &Template,
+        parameters: BTreeMap<String, String>,
+    ) -> Self {
+        let mut resolver = Resolver::for_template(template, parameters);
+        let stack_id = format!(
+            "arn:aws:cloudformation:{}:{}:stack/{stack_name}/{}",
+            ids::REGION,
+            ids::ACCOUNT_ID,
+            ids::stable_suffix(stack_name, 12)
+        );
+        for (name, value) in [
+            ("AWS::Region", Value::from(ids::REGION)),
+            ("AWS::AccountId", Value::from(ids::ACCOUNT_ID)),
+            ("AWS::StackName", Value::from(stack_name)),
+            ("AWS::StackId", Value::from(stack_id)),
+            ("AWS::Partition", Value::from("aws")),
+            ("AWS::URLSuffix", Value::from("amazonaws.com")),
+            ("AWS::NotificationARNs", Value::Array(Vec::new())),
+        ] {
+            resolver.set_ref(name, value);
+        }
+        let mut locals = Self {
+            stack_name: stack_name.to_string(),
+            resolver,
+            resources: BTreeMap::new(),
+        };
+        for resource in template.resources() {
+            let id = resource.logical_id();
+            locals.insert(
+                id,
+                ResourceValues::new(resource.resource_type(), generated_name(stack_name, id)),
+            );
+        }
+        locals
+    }
+
+    /// Sets (or replaces) a resource's local values.
+    pub fn insert(&mut self, logical_id: &str, values: ResourceValues) {
+        self.resolver.set_ref(logical_id, values.reference.as_str());
+        self.resolver
+            .set_attribute(logical_id, "Arn", values.default_arn(logical_id));
+        for (attribute, value) in &values.attributes {
+            self.resolver
+                .set_attribute(logical_id, attribute, value.as_str());
+        }
+        self.resources.insert(logical_id.to_string(), values);
+    }
+
+    fn error(&self, at: &str, source: ResolveError) -> DeployError {
+        DeployError::Resolve {
+            stack: self.stack_name.clone(),
+            at: at.to_string(),
+            source,
+        }
+    }
+
+    /// `value` fully resolved; `None` when it is `AWS::NoValue`.
+    pub fn value(&self, value: &Value, at: &str) -> Result<Option<Value>, DeployError> {
+        match self.resolver.resolve(value) {
+            None => Ok(None),
+            Some(resolved) => self
+                .resolver
+                .resolve_complete(&resolved)
+                .map(Some)
+                .map_err(|e| self.error(at, e)),
+        }
+    }
+
+    /// `value` resolved to text (numbers and booleans as CloudFormation
+    /// passes them).
+    pub fn text(&self, value: &Value, at: &str) -> Result<String, DeployError> {
+        self.resolver
+            .resolve_text(value)
+            .map_err(|e| self.error(at, e))
+    }
+
+    /// `value` resolved to a whole number.
+    pub fn number(&self, value: &Value, at: &str) -> Result<u64, DeployError> {
+        let text = self.text(value, at)?;
+        text.parse().map_err(|_| DeployError::NotANumber {
+            stack: self.stack_name.clone(),
+            at: at.to_string(),
+            value: text,
+        })
+    }
+
+    /// A named condition of the template.
+    pub fn condition(&self, name: &str, at: &str) -> Result<bool, DeployError> {
+        self.resolver.condition(name).map_err(|e| self.error(at, e))
+    }
+}
+
 fn resource_type(body: &Value) -> &str {
     body["Type"].as_str().unwrap_or_default()
 }
 
-/// The resources whose `Condition` holds, in template order.
+/// The resources whose `Condition` holds.
 fn live_resources(
-    template: &Value,
-    ctx: &Context,
-    what: &str,
+    template: &Template,
+    locals: &Locals,
 ) -> Result<Vec<(String, Value)>, DeployError> {
     let mut out = Vec::new();
-    if let Some(Value::Object(resources)) = template.get("Resources") {
-        for (logical_id, body) in resources {
-            if let Some(condition) = body.get("Condition").and_then(Value::as_str)
-                && !ctx.condition(condition, &format!("{what}: Resources.{logical_id}"))?
-            {
-                continue;
-            }
-            out.push((logical_id.clone(), body.clone()));
+    for resource in template.resources() {
+        let logical_id = resource.logical_id();
+        if let Some(condition) = resource.condition()
+            && !locals.condition(condition, &format!("Resources.{logical_id}.Condition"))?
+        {
+            continue;
         }
+        out.push((logical_id.to_string(), resource.as_json().clone()));
     }
     Ok(out)
 }
@@ -577,33 +727,28 @@ fn api_events(body: &Value) -> impl Iterator<Item = (&str, Option<&str>, &Value)
 }
 
 fn implicit_api(
-    ctx: &mut Context,
+    locals: &mut Locals,
     api_kinds: &mut BTreeMap<String, (String, ApiKind)>,
-    stack_name: &str,
     logical_id: &str,
     kind: ApiKind,
     base_url: Option<&str>,
 ) {
-    if ctx.resources.contains_key(logical_id) {
+    if locals.resources.contains_key(logical_id) {
         return;
     }
-    let id = api_id(stack_name, logical_id);
-    let mut attributes = BTreeMap::new();
+    let id = api_id(&locals.stack_name, logical_id);
+    let resource_type = if kind == ApiKind::Http {
+        "AWS::Serverless::HttpApi"
+    } else {
+        "AWS::Serverless::Api"
+    };
+    let mut values = ResourceValues::new(resource_type, id.clone());
     if let Some(base) = base_url {
-        attributes.insert("ApiEndpoint".to_string(), base.to_string());
+        values
+            .attributes
+            .insert("ApiEndpoint".to_string(), base.to_string());
     }
-    ctx.resources.insert(
-        logical_id.to_string(),
-        ResourceValues {
-            resource_type: if kind == ApiKind::Http {
-                "AWS::Serverless::HttpApi".into()
-            } else {
-                "AWS::Serverless::Api".into()
-            },
-            reference: id.clone(),
-            attributes,
-        },
-    );
+    locals.insert(logical_id, values);
     api_kinds.insert(logical_id.to_string(), (id, kind));
 }
 

@@ -72,6 +72,7 @@ async fn handle(
             "requestId": context.request_id,
             "functionArn": context.invoked_function_arn,
             "deadlineMs": context.deadline,
+            "pid": std::process::id(),
             "env": {
                 "AWS_LAMBDA_FUNCTION_NAME": std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok(),
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").ok(),
