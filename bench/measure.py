@@ -64,7 +64,10 @@ def first_200(port, deadline, path="/time"):
     return False
 
 
-def cold_start_ms(runs=30):
+def startup_ms(runs=30):
+    """Local process start-up: spawn of the local server to its first 200 on
+    loopback (a fresh process each run; not a Lambda cold start, which adds
+    the sandbox, the zip download and the runtime API)."""
     samples = []
     for _ in range(runs):
         port = free_port()
@@ -175,8 +178,8 @@ http {{ access_log off; client_body_temp_path {prefix}; proxy_temp_path {prefix}
 
 
 def main():
-    med, lo, hi = cold_start_ms()
-    print(f"cold start (spawn -> first 200): median {med:.2f} ms "
+    med, lo, hi = startup_ms()
+    print(f"local start-up (spawn -> first 200 of the local server): median {med:.2f} ms "
           f"(min {lo:.2f}, max {hi:.2f}; target <= 10 ms)")
 
     port = free_port()

@@ -6,13 +6,15 @@
 #   bench/rehearsal.sh [RUNS]     (default 3 timed runs after one warm-up)
 #
 # Results: bench/results/rehearsal-<n>.json (the rehearsal's --json report)
-# and a summary on stdout. Needs the tools of scripts/setup-tools.sh.
+# and a summary on stdout. Installs what it needs with
+# `scripts/setup-tools.sh rehearsal`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-3}
 OUT=bench/results
 mkdir -p "$OUT"
 
+scripts/setup-tools.sh rehearsal
 cargo build --quiet -p rehearse
 BIN=${CARGO_TARGET_DIR:-target}/debug/rehearse
 

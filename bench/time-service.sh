@@ -2,7 +2,8 @@
 # TimeService benchmark: builds in release mode, then prints
 #   - requests/s and p50/p99 latency for /time and /time/America/New_York
 #     under concurrent load (wrk, from Debian's packages) on loopback;
-#   - cold start: process spawn to first 200, median of 30 starts;
+#   - local start-up: spawn of the release binary as a local server to its
+#     first 200 on loopback, median of 30 starts (not a Lambda cold start);
 #   - peak RSS of the server under load (VmHWM);
 #   - size of the arm64 Lambda deployment zip (cargo lambda, release profile).
 #   - if nginx is installed, the loopback ceiling: the same load against nginx
@@ -17,7 +18,7 @@ export PATH="$PWD/.tools/venv/bin:$PWD/.tools/cargo/bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
-[ -x .tools/venv/bin/cargo-lambda ] || scripts/setup-tools.sh
+scripts/setup-tools.sh rehearsal   # cargo-lambda and zig, for the arm64 zip
 
 echo "== building (release)"
 cargo build --release -q -p time-service

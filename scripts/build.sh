@@ -2,16 +2,19 @@
 # The one build of this repository: buildspec.yml (CodeBuild) and the local
 # rehearsal both run it, so what is rehearsed is what ships.
 #
-#   scripts/build.sh --arch <arm64|x86_64> --out DIR [--s3-bucket BUCKET [--s3-prefix PREFIX]]
+#   scripts/build.sh --arch <arm64|x86_64> --out DIR [--profile NAME]
+#                    [--s3-bucket BUCKET [--s3-prefix PREFIX] [--kms-key-id KEY]]
 #
 # 1. Finds every function of app-sam.yaml, test-sam.yaml and pipeline.yaml
 #    (AWS::Serverless::Function with Metadata BuildMethod rust-cargolambda and
 #    BuildProperties Binary).
-# 2. Builds each binary in release mode for ARCH with `cargo lambda build`
-#    (cross-compiling with zig), one binary per invocation (see below), into
-#    $CARGO_TARGET_DIR/lambda-ARCH (default target dir: the repository's
-#    target/, shared with every other build). One directory per architecture,
-#    so an arm64 and an x86_64 build running at the same time cannot swap
+# 2. Builds each binary for ARCH with `cargo lambda build` (cross-compiling
+#    and linking with zig), one binary per invocation (see below), in cargo
+#    profile NAME (default release, what ships; the rehearsal passes
+#    `--profile rehearsal`, see Cargo.toml), into
+#    $CARGO_TARGET_DIR/lambda-NAME-ARCH (default target dir: the repository's
+#    target/, shared with every other build). One directory per profile and
+#    architecture, so two builds running at the same time cannot swap
 #    binaries; each bootstrap's ELF machine is checked anyway.
 # 3. Copies each binary to DIR/functions/<binary>/bootstrap and writes
 #    DIR/packaged-{app,test,pipeline}.yaml with each function's CodeUri set to
@@ -19,30 +22,34 @@
 #    The templates say arm64; --arch x86_64 exists for rehearsing on an
 #    x86_64 machine, where the functions then run natively.
 # 4. With --s3-bucket, those local templates are kept as DIR/local-*.yaml
-#    and `sam package` uploads the function zips to s3://BUCKET/PREFIX,
-#    writing DIR/packaged-*.yaml with S3 CodeUris (what CodePipeline deploys).
+#    and `sam package` uploads the function zips to s3://BUCKET/PREFIX
+#    (encrypted with KMS key KEY when --kms-key-id is given), writing
+#    DIR/packaged-*.yaml with S3 CodeUris (what CodePipeline deploys).
 #
 # We build with cargo-lambda directly rather than `sam build`: the
 # architecture is a flag instead of a rewritten copy of each template, and
 # the per-architecture output directory avoids the race above. `sam build`
 # still works on each template (the Metadata above is what it reads).
 #
-# Tools come from .tools/ (scripts/setup-tools.sh): cargo-lambda and zig from
-# .tools/venv/bin, which goes first on PATH; `sam` only with --s3-bucket.
+# Tools come from .tools/ (scripts/setup-tools.sh): cargo-lambda, zig and
+# PyYAML from .tools/venv (`scripts/setup-tools.sh rehearsal` is enough for a
+# local build); `sam` only with --s3-bucket (`scripts/setup-tools.sh build`).
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 --arch <arm64|x86_64> --out DIR [--s3-bucket BUCKET [--s3-prefix PREFIX]]" >&2
+  echo "usage: $0 --arch <arm64|x86_64> --out DIR [--profile NAME] [--s3-bucket BUCKET [--s3-prefix PREFIX] [--kms-key-id KEY]]" >&2
   exit 2
 }
 
-ARCH="" OUT="" BUCKET="" PREFIX=""
+ARCH="" OUT="" PROFILE=release BUCKET="" PREFIX="" KMS_KEY=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --arch) ARCH=${2:-}; shift 2 || usage ;;
     --out) OUT=${2:-}; shift 2 || usage ;;
+    --profile) PROFILE=${2:-}; shift 2 || usage ;;
     --s3-bucket) BUCKET=${2:-}; shift 2 || usage ;;
     --s3-prefix) PREFIX=${2:-}; shift 2 || usage ;;
+    --kms-key-id) KMS_KEY=${2:-}; shift 2 || usage ;;
     -h|--help) usage ;;
     *) echo "build.sh: unknown argument $1" >&2; usage ;;
   esac
@@ -53,27 +60,72 @@ case "$ARCH" in
   *) usage ;;
 esac
 [ -n "$OUT" ] || usage
+[[ "$PROFILE" =~ ^[A-Za-z0-9_-]+$ ]] || { echo "build.sh: --profile '$PROFILE' is not a cargo profile name" >&2; exit 2; }
 [ -z "$PREFIX" ] || [ -n "$BUCKET" ] || { echo "build.sh: --s3-prefix needs --s3-bucket" >&2; exit 2; }
+[ -z "$KMS_KEY" ] || [ -n "$BUCKET" ] || { echo "build.sh: --kms-key-id needs --s3-bucket" >&2; exit 2; }
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TOOLS=$ROOT/.tools
-[ -x "$TOOLS/venv/bin/cargo-lambda" ] || { echo "build.sh: run scripts/setup-tools.sh first" >&2; exit 1; }
+[ -x "$TOOLS/venv/bin/cargo-lambda" ] && "$TOOLS/venv/bin/python" -c 'import yaml' 2>/dev/null || {
+  echo "build.sh: cargo-lambda or PyYAML missing from .tools/venv: run scripts/setup-tools.sh rehearsal (local builds) or scripts/setup-tools.sh build" >&2
+  exit 1
+}
+if [ -n "$BUCKET" ] && [ ! -x "$TOOLS/venv/bin/sam" ]; then
+  echo "build.sh: --s3-bucket needs the SAM CLI in .tools/venv: run scripts/setup-tools.sh build" >&2
+  exit 1
+fi
 export PATH="$TOOLS/venv/bin:$PATH"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 PY=$TOOLS/venv/bin/python
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-LAMBDA_DIR=$CARGO_TARGET_DIR/lambda-$ARCH
+LAMBDA_DIR=$CARGO_TARGET_DIR/lambda-$PROFILE-$ARCH
 KINDS=(app test pipeline)
 declare -A TEMPLATE=([app]=app-sam.yaml [test]=test-sam.yaml [pipeline]=pipeline.yaml)
 
-# Template work in Python with SAM CLI's own YAML helpers, which keep the
-# short-form intrinsic tags intact on the way in (written back in long form).
+# Template work in Python with PyYAML. The loader turns CloudFormation's
+# short-form tags (!Ref, !Sub, !GetAtt a.b, ...) into their long form
+# ({"Ref": ...}, {"Fn::Sub": ...}, {"Fn::GetAtt": [a, b]}), which is how they
+# are written back, as SAM CLI's own YAML helper does; dates stay strings.
 templates() {
   "$PY" - "$@" <<'PY'
 import os, sys
-from samcli.yamlhelper import yaml_parse, yaml_dump
+import yaml
+
+class Loader(yaml.SafeLoader):
+    pass
+
+def intrinsic(loader, suffix, node):
+    tag = node.tag[1:]
+    name = tag if tag in ("Ref", "Condition") else "Fn::" + tag
+    if tag == "GetAtt" and isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node).split(".", 1)
+    elif isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+
+Loader.add_multi_constructor("!", intrinsic)
+Loader.add_constructor("tag:yaml.org,2002:timestamp", Loader.construct_yaml_str)
+
+class Dumper(yaml.SafeDumper):
+    def ignore_aliases(self, data):
+        return True
+
+def quote_leading_zero(dumper, value):
+    # An account id such as 0123... must stay a string.
+    style = "'" if value.startswith("0") else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+Dumper.add_representer(str, quote_leading_zero)
+
+def load(path):
+    with open(path) as f:
+        return yaml.load(f, Loader=Loader)
 
 def functions(template):
     for logical_id, res in (template.get("Resources") or {}).items():
@@ -90,25 +142,24 @@ command, *args = sys.argv[1:]
 if command == "binaries":          # binaries TEMPLATE... -> "binary<TAB>package dir" lines
     names = {}
     for path in args:
-        with open(path) as f:
-            for res, b in functions(yaml_parse(f.read())):
-                code_uri = (res.get("Properties") or {}).get("CodeUri")
-                if not isinstance(code_uri, str) or not os.path.isfile(
-                        os.path.join(os.path.dirname(path), code_uri, "Cargo.toml")):
-                    sys.exit(f"build.sh: function with binary {b} in {path}: CodeUri "
-                             f"{code_uri!r} must be the directory of the package that has it")
-                names[b] = code_uri
+        for res, b in functions(load(path)):
+            code_uri = (res.get("Properties") or {}).get("CodeUri")
+            if not isinstance(code_uri, str) or not os.path.isfile(
+                    os.path.join(os.path.dirname(path), code_uri, "Cargo.toml")):
+                sys.exit(f"build.sh: function with binary {b} in {path}: CodeUri "
+                         f"{code_uri!r} must be the directory of the package that has it")
+            names[b] = code_uri
     print("\n".join(f"{b}\t{d}" for b, d in sorted(names.items())))
 elif command == "write":           # write SRC DEST ARCH
     src, dest, arch = args
-    with open(src) as f:
-        template = yaml_parse(f.read())
+    template = load(src)
     for res, binary in functions(template):
         props = res.setdefault("Properties", {})
         props["CodeUri"] = f"functions/{binary}"
         props["Architectures"] = [arch]
     with open(dest, "w") as f:
-        f.write(yaml_dump(template))
+        yaml.dump(template, f, Dumper=Dumper, default_flow_style=False,
+                  sort_keys=False, width=1000)
 elif command == "elf-machine":     # elf-machine FILE -> arm64 | x86_64 | other
     with open(args[0], "rb") as f:
         head = f.read(20)
@@ -131,11 +182,14 @@ while IFS=$'\t' read -r b dir; do
 done <<< "$binaries"
 [ ${#BINARIES[@]} -gt 0 ] || { echo "build.sh: no functions found" >&2; exit 1; }
 
-echo "build.sh: building ${BINARIES[*]} for $ARCH (release)"
+echo "build.sh: building ${BINARIES[*]} for $ARCH (profile $PROFILE)"
 start=$SECONDS
 # A committed Cargo.lock is what the build uses, never a fresh resolution.
 lock_args=()
 [ ! -f "$ROOT/Cargo.lock" ] || lock_args+=(--locked)
+# --release for the release profile, as before: cargo-lambda treats the flag
+# and `--profile release` alike, but the flag is what `sam build` passes.
+if [ "$PROFILE" = release ]; then profile_args=(--release); else profile_args=(--profile "$PROFILE"); fi
 # One cargo invocation per binary, run in its package's directory (the
 # template's CodeUri), exactly as `sam build` does. Cargo unifies the features
 # of every package it selects, and from the workspace root it selects them
@@ -144,7 +198,7 @@ lock_args=()
 # own package, each function carries only its own features, and its
 # artifacts are the ones `sam build` reuses.
 for b in "${BINARIES[@]}"; do
-  (cd "$ROOT/${PACKAGE_DIR[$b]}" && cargo lambda build --release "$CARGO_LAMBDA_ARCH" \
+  (cd "$ROOT/${PACKAGE_DIR[$b]}" && cargo lambda build "${profile_args[@]}" "$CARGO_LAMBDA_ARCH" \
     --lambda-dir "$LAMBDA_DIR" "${lock_args[@]}" --bin "$b")
 done
 echo "build.sh: compiled in $((SECONDS - start)) s"
@@ -167,10 +221,11 @@ for kind in "${KINDS[@]}"; do
     templates write "$src" "$OUT/local-$kind.yaml" "$ARCH"
     # --force-upload re-uploads unchanged zips too, so their age in the bucket
     # (whose lifecycle expires old objects) starts again with every build.
-    prefix_args=()
-    [ -z "$PREFIX" ] || prefix_args=(--s3-prefix "$PREFIX")
+    package_args=()
+    [ -z "$PREFIX" ] || package_args+=(--s3-prefix "$PREFIX")
+    [ -z "$KMS_KEY" ] || package_args+=(--kms-key-id "$KMS_KEY")
     sam package --template-file "$OUT/local-$kind.yaml" \
-      --s3-bucket "$BUCKET" "${prefix_args[@]}" \
+      --s3-bucket "$BUCKET" "${package_args[@]}" \
       --force-upload --no-progressbar \
       --output-template-file "$OUT/packaged-$kind.yaml"
   fi

@@ -1,16 +1,53 @@
 #!/usr/bin/env bash
-# Installs every tool the build, the checks and the tests need, pinned, into
-# .tools/ inside the repository (git-ignored). Idempotent: a second run only
-# checks that the pinned versions are present. Nothing is installed globally
-# except the rustup target for arm64 cross-compilation.
+# Installs the pinned tools into .tools/ inside the repository (git-ignored).
+# Nothing is installed globally except, for the arm64 builds, the rustup
+# target aarch64-unknown-linux-gnu.
+#
+#   scripts/setup-tools.sh rehearsal   what `cargo rehearse` needs (about 30 s)
+#   scripts/setup-tools.sh build       what CodeBuild's buildspec.yml needs
+#   scripts/setup-tools.sh             everything scripts/test.sh needs
+#
+# | tool                          | where                | rehearsal | build | (tests) |
+# |-------------------------------|----------------------|-----------|-------|---------|
+# | cargo-lambda, zig (ziglang),  | .tools/venv/bin      |     x     |   x   |    x    |
+# |   PyYAML (build.sh templates) |                      |           |       |         |
+# | SAM CLI (sam), cfn-lint       | .tools/venv/bin      |           |   x   |    x    |
+# | moto (moto_server)            | .tools/venv/bin      |           |       |    x    |
+# | checkov                       | .tools/checkov-venv  |           |   x   |    x    |
+# | cfn-guard (from crates.io)    | .tools/cargo/bin     |           |   x   |    x    |
+# | rustup target aarch64         | rustup               |           |   x   |    x    |
+#
+# One venv holds everything the build script and the tests run, because
+# `sam build` finds cargo-lambda on PATH and the tests look tools up in
+# .tools/venv/bin; a mode only adds the packages it needs to it, so the
+# rehearsal's install stays small (no SAM CLI, whose dependency tree is most
+# of the venv). checkov has its own venv: it pins boto3 to versions the others
+# do not accept.
+#
+# Idempotent: each group is recorded in a stamp file under .tools/, and a
+# second run only compares the stamps with the pins below. Changing a pin
+# reinstalls that group. PYTHON picks the interpreter (default python3, 3.9+).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 TOOLS=$ROOT/.tools
 
-# Pinned versions (see ../shared/TOOLCHAIN.md for what was measured on this machine).
+usage() {
+  echo "usage: $0 [rehearsal|build]   (no argument: every tool the test suite needs)" >&2
+  exit 2
+}
+MODE=${1:-test}
+[ $# -le 1 ] || usage
+case "$MODE" in
+  rehearsal|build|test) ;;
+  -h|--help) usage ;;
+  *) echo "setup-tools: unknown mode '$MODE'" >&2; usage ;;
+esac
+
+# Pinned versions (facts about them: docs/toolchain.md).
 CARGO_LAMBDA_VERSION=1.9.2
 ZIGLANG_VERSION=0.17.1
+PYYAML_VERSION=6.0.4
 SAM_CLI_VERSION=1.170.0
 CFN_LINT_VERSION=1.58.0
 MOTO_VERSION=5.2.5
@@ -18,36 +55,65 @@ CHECKOV_VERSION=3.3.30
 CFN_GUARD_VERSION=3.2.1
 
 PY=${PYTHON:-python3}
+command -v "$PY" >/dev/null || { echo "setup-tools: $PY not found: install Python 3.9+ or set PYTHON" >&2; exit 1; }
+"$PY" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 9))' 2>/dev/null || {
+  echo "setup-tools: $PY must be Python 3.9+ with the venv module (Debian/Ubuntu: apt-get install python3-venv)" >&2
+  exit 1
+}
+mkdir -p "$TOOLS"
 stamp() { echo "$TOOLS/.stamp-$1"; }
 
-# Main tool venv: cargo-lambda (+zig for cross-compiling), SAM CLI, cfn-lint, moto.
-want="cargo-lambda==$CARGO_LAMBDA_VERSION ziglang==$ZIGLANG_VERSION aws-sam-cli==$SAM_CLI_VERSION cfn-lint[junit]==$CFN_LINT_VERSION moto[server]==$MOTO_VERSION"
-if [ "$(cat "$(stamp venv)" 2>/dev/null)" != "$want" ]; then
-  echo "setup-tools: installing $want into .tools/venv"
-  "$PY" -m venv "$TOOLS/venv"
-  "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check $want
-  echo "$want" > "$(stamp venv)"
-fi
+# The package name of a pip requirement such as "cfn-lint[junit]==1.58.0".
+req_name() { local n=${1%%[*}; n=${n%%==*}; echo "${n,,}"; }
 
-# CodeBuild (buildspec.yml) needs only the venv above: checkov and cfn-guard
-# run in the repository's test suite, not in the pipeline's build.
-if [ "${SETUP_TOOLS_BUILD_ONLY:-}" = 1 ]; then
-  echo "setup-tools: build tools ready (.tools/venv/bin)"
+# venv_install NAME REQUIREMENT...: makes .tools/NAME hold at least these
+# pinned requirements. Keeps what an earlier mode installed there (so a
+# `rehearsal` venv grows into the full one), replacing any pin of the same
+# package, and installs the whole set in one pip run so pip resolves every
+# package's dependencies together.
+venv_install() {
+  local venv=$1; shift
+  local -A want=()
+  local r
+  if [ -x "$TOOLS/$venv/bin/python" ]; then
+    for r in $(cat "$(stamp "$venv")" 2>/dev/null || true); do want[$(req_name "$r")]=$r; done
+  fi
+  local have=" ${want[*]} " missing=0
+  for r in "$@"; do
+    [[ "$have" == *" $r "* ]] || missing=1
+    want[$(req_name "$r")]=$r
+  done
+  [ "$missing" = 1 ] || return 0
+  local all
+  all=$(printf '%s\n' "${want[@]}" | sort | tr '\n' ' ')
+  echo "setup-tools: installing ${all% } into .tools/$venv"
+  [ -x "$TOOLS/$venv/bin/python" ] || "$PY" -m venv "$TOOLS/$venv"
+  rm -f "$(stamp "$venv")"
+  # shellcheck disable=SC2086 # one word per requirement
+  "$TOOLS/$venv/bin/pip" install --quiet --disable-pip-version-check $all
+  echo "${all% }" > "$(stamp "$venv")"
+}
+
+# 1. Every mode: what scripts/build.sh needs for a local build. cargo-lambda
+#    finds zig through the venv's python (the ziglang package), so the venv's
+#    bin/ must be on PATH; PyYAML rewrites the templates.
+group=("cargo-lambda==$CARGO_LAMBDA_VERSION" "ziglang==$ZIGLANG_VERSION" "PyYAML==$PYYAML_VERSION")
+# 2. build: `sam package` (build.sh --s3-bucket) and cfn-lint.
+[ "$MODE" = rehearsal ] || group+=("aws-sam-cli==$SAM_CLI_VERSION" "cfn-lint[junit]==$CFN_LINT_VERSION")
+# 3. tests: moto's server, the local AWS the gate and packaging tests use.
+[ "$MODE" != test ] || group+=("moto[server]==$MOTO_VERSION")
+venv_install venv "${group[@]}"
+
+if [ "$MODE" = rehearsal ]; then
+  echo "setup-tools: rehearsal tools ready (.tools/venv/bin)"
   exit 0
 fi
 
-# checkov gets its own venv: it pins boto3 to versions the others do not accept.
-want="checkov==$CHECKOV_VERSION"
-if [ "$(cat "$(stamp checkov)" 2>/dev/null)" != "$want" ]; then
-  echo "setup-tools: installing $want into .tools/checkov-venv"
-  "$PY" -m venv "$TOOLS/checkov-venv"
-  "$TOOLS/checkov-venv/bin/pip" install --quiet --disable-pip-version-check "$want"
-  echo "$want" > "$(stamp checkov)"
-fi
+venv_install checkov-venv "checkov==$CHECKOV_VERSION"
 
 # cfn-guard builds from crates.io (about 4 minutes on 2 cores).
 want="cfn-guard@$CFN_GUARD_VERSION"
-if [ "$(cat "$(stamp guard)" 2>/dev/null)" != "$want" ]; then
+if [ "$(cat "$(stamp guard)" 2>/dev/null)" != "$want" ] || [ ! -x "$TOOLS/cargo/bin/cfn-guard" ]; then
   echo "setup-tools: building $want into .tools/cargo"
   cargo install --quiet --locked --root "$TOOLS/cargo" cfn-guard --version "$CFN_GUARD_VERSION"
   echo "$want" > "$(stamp guard)"
@@ -59,4 +125,4 @@ if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx a
   rustup target add aarch64-unknown-linux-gnu
 fi
 
-echo "setup-tools: ready (.tools/venv/bin, .tools/checkov-venv/bin, .tools/cargo/bin)"
+echo "setup-tools: $MODE tools ready (.tools/venv/bin, .tools/checkov-venv/bin, .tools/cargo/bin)"

@@ -239,8 +239,25 @@ fn rejects_an_s3_prefix_without_a_bucket() {
     assert!(log.contains("--s3-prefix needs --s3-bucket"), "{log}");
 }
 
+#[test]
+fn rejects_a_kms_key_without_a_bucket() {
+    let out = tempfile::tempdir().unwrap();
+    let (ok, log) = e2e::run(
+        build_script()
+            .args(["--arch", "arm64", "--kms-key-id", KMS_KEY, "--out"])
+            .arg(out.path()),
+    );
+    assert!(!ok);
+    assert!(log.contains("--kms-key-id needs --s3-bucket"), "{log}");
+}
+
+/// The KMS key the packaging test encrypts with (moto does not check that
+/// the key exists; S3 records the id as given).
+const KMS_KEY: &str = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
 /// What buildspec.yml runs in CodeBuild, against moto's S3: every packaged
-/// function's CodeUri points at an object that `sam package` uploaded.
+/// function's CodeUri points at an object that `sam package` uploaded,
+/// encrypted with SSE-KMS under the `--kms-key-id` key.
 #[test]
 fn packaging_to_s3_uploads_every_function_and_points_code_uris_at_it() {
     arm64_build(); // compile once, shared with the other tests
@@ -262,15 +279,12 @@ fn packaging_to_s3_uploads_every_function_and_points_code_uris_at_it() {
                 "artifacts",
                 "--s3-prefix",
                 "builds/42",
+                "--kms-key-id",
+                KMS_KEY,
                 "--out",
             ])
             .arg(out.path())
-            .env("AWS_ENDPOINT_URL", &moto.url)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_DEFAULT_REGION", "us-east-1")
-            .env("AWS_REGION", "us-east-1")
-            .env("SAM_CLI_TELEMETRY", "0"),
+            .envs(moto_env(&moto.url)),
     );
     assert!(ok, "scripts/build.sh --s3-bucket failed:\n{log}");
 
@@ -283,7 +297,7 @@ fn packaging_to_s3_uploads_every_function_and_points_code_uris_at_it() {
                 .await
         })
         .unwrap();
-    let mut checked = 0;
+    let mut keys = Vec::new();
     for (kind, _) in KINDS {
         let path = out.path().join(format!("packaged-{kind}.yaml"));
         let t = Template::from_path(&path).unwrap();
@@ -302,8 +316,51 @@ fn packaging_to_s3_uploads_every_function_and_points_code_uris_at_it() {
                 "{kind}/{}: {key} was uploaded; bucket holds:\n{listing}",
                 f.logical_id()
             );
-            checked += 1;
+            keys.push(key.to_string());
         }
     }
-    assert!(checked >= 3, "app, test and pipeline functions checked");
+    assert!(keys.len() >= 3, "app, test and pipeline functions checked");
+
+    // HeadObject through boto3 (the SAM CLI's own S3 client, in the tool
+    // venv): moto answers it with the object's ServerSideEncryption and
+    // SSEKMSKeyId, as S3 does.
+    let (ok, heads) = e2e::run(
+        e2e::tool_command("python")
+            .args(["-c", HEAD_OBJECTS, "artifacts"])
+            .args(&keys)
+            .envs(moto_env(&moto.url)),
+    );
+    assert!(ok, "head_object failed:\n{heads}");
+    let heads: serde_json::Value = serde_json::from_str(&heads).unwrap();
+    for key in &keys {
+        assert_eq!(
+            heads[key],
+            json!({"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": KMS_KEY}),
+            "{key} is encrypted with SSE-KMS under the --kms-key-id key"
+        );
+    }
+}
+
+/// Prints `{key: {"ServerSideEncryption", "SSEKMSKeyId"}}` for the keys of
+/// bucket `argv[1]` given after it.
+const HEAD_OBJECTS: &str = r#"
+import json, sys, boto3
+s3 = boto3.client("s3")
+heads = {}
+for key in sys.argv[2:]:
+    h = s3.head_object(Bucket=sys.argv[1], Key=key)
+    heads[key] = {k: h.get(k) for k in ("ServerSideEncryption", "SSEKMSKeyId")}
+print(json.dumps(heads))
+"#;
+
+/// The environment that points the SAM CLI and boto3 at moto.
+fn moto_env(url: &str) -> [(&'static str, &str); 6] {
+    [
+        ("AWS_ENDPOINT_URL", url),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+        ("AWS_REGION", "us-east-1"),
+        ("SAM_CLI_TELEMETRY", "0"),
+    ]
 }
