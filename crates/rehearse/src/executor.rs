@@ -9,17 +9,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cfn_template::{Action, Pipeline, Resolver, Template};
+use cfn_template::{Action, ParameterError, Pipeline, ResolveError, Template};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use crate::cfn::{self, Context, ResourceValues};
 use crate::endpoint::Endpoint;
 use crate::ids;
+use crate::lock::{LockError, WorkDirLock};
 use crate::report::{ActionReport, FailedAction, Printer, RunReport, StageReport, Status, millis};
 use crate::source::{self, SourceError};
-use crate::stack::{self, DeployError, Deployer};
-use crate::world::{JobResult, World};
+use crate::stack::{self, DeployError, Deployer, Locals, ResourceValues};
+use crate::world::{AsyncFailure, JobResult, World};
 
 /// How to rehearse.
 #[derive(Debug, Clone)]
@@ -96,8 +96,21 @@ pub enum RehearsalError {
         commit: String,
         source: cfn_template::Error,
     },
-    #[error("{0}")]
-    Config(String),
+    #[error("{file}: {source}; or pass --parameter NAME=VALUE")]
+    PipelineParameters {
+        file: String,
+        source: ParameterError,
+    },
+    #[error("{file}: the Source action's BranchName: {source}; pass --rev")]
+    BranchName { file: String, source: ResolveError },
+    #[error("{file}: no Source action with a BranchName; pass --rev")]
+    NoSourceBranch { file: String },
+    #[error(
+        "branch {branch} (the Source action's BranchName) does not exist in {repo}; pass --rev, or --parameter BranchName=<branch>"
+    )]
+    NoSuchBranch { branch: String, repo: String },
+    #[error(transparent)]
+    Lock(#[from] LockError),
     #[error("cannot start the local AWS endpoint on 127.0.0.1: {0}")]
     Endpoint(std::io::Error),
     #[error("cannot create {path}: {source}")]
@@ -105,6 +118,26 @@ pub enum RehearsalError {
         path: String,
         source: std::io::Error,
     },
+}
+
+/// A `ParameterOverrides` configuration the rehearsal cannot read.
+#[derive(Debug, thiserror::Error)]
+pub enum OverridesError {
+    #[error(
+        "configuration ParameterOverrides is not JSON ({source}): {text}; write a JSON object of parameter names to values"
+    )]
+    NotJson {
+        text: String,
+        source: serde_json::Error,
+    },
+    #[error(
+        "configuration ParameterOverrides is not a JSON object: {text}; write a JSON object of parameter names to values"
+    )]
+    NotAnObject { text: String },
+    #[error(
+        "configuration ParameterOverrides: the value of {key} ({value}) uses a parameter override function the rehearsal does not support; give a plain value"
+    )]
+    Unsupported { key: String, value: String },
 }
 
 /// Why one action failed; the message is what the report shows.
@@ -118,10 +151,30 @@ pub enum ActionError {
         owner: String,
         provider: String,
     },
-    #[error("configuration {key}: {message}")]
-    Config { key: String, message: String },
+    #[error("configuration {key} is missing; add it to the action's Configuration")]
+    MissingConfig { key: String },
+    #[error("configuration {key}: {source}")]
+    Resolve { key: String, source: ResolveError },
+    #[error("the action has no input artifact; add InputArtifacts")]
+    NoInputArtifact,
     #[error("input artifact {0} was not produced by an earlier action")]
     MissingArtifact(String),
+    #[error(
+        "configuration TemplateConfiguration is not supported by the rehearsal; use ParameterOverrides"
+    )]
+    TemplateConfiguration,
+    #[error("configuration TemplatePath {0:?} is not of the form Artifact::file")]
+    TemplatePath(String),
+    #[error(
+        "configuration ChangeSetName: no change set {change_set} of stack {stack} was created earlier in this run; a CHANGE_SET_REPLACE action must come first"
+    )]
+    NoSuchChangeSet { stack: String, change_set: String },
+    #[error(
+        "configuration ActionMode: {0} is not a CloudFormation action mode (CREATE_UPDATE, REPLACE_ON_FAILURE, CHANGE_SET_REPLACE, CHANGE_SET_EXECUTE, DELETE_ONLY)"
+    )]
+    ActionMode(String),
+    #[error(transparent)]
+    ParameterOverrides(#[from] OverridesError),
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error("build failed ({status}); last lines of {log}:\n{tail}")]
@@ -141,14 +194,66 @@ pub enum ActionError {
         "function {0} is not deployed locally; it must come from a stack deployed earlier or from packaged-pipeline.yaml"
     )]
     UnknownFunction(String),
-    #[error("{0}")]
-    JobFailed(String),
+    /// The job's result: a failure its function reported.
+    #[error("{failure_type}: {message}")]
+    JobReportedFailure {
+        /// `failureDetails.type`: JobFailed, ConfigurationError, ...
+        failure_type: String,
+        message: String,
+    },
+    /// The function failed every attempt before anything reported the job.
+    #[error("function {function} failed without reporting job {job_id}{}: {error}", attempts_note(*.attempts))]
+    FunctionFailed {
+        function: String,
+        job_id: String,
+        /// Invocations made: 1 + `EventInvokeConfig.MaximumRetryAttempts`.
+        attempts: u32,
+        error: String,
+    },
+    /// Nothing reported the job before the deadline.
+    #[error(
+        "no result reported for job {job_id} within {} s of invoking {function} (on AWS the action would time out after 20 minutes){}; see the function logs under .rehearsal/logs",
+        .waited.as_secs(),
+        background_note(.background)
+    )]
+    NoJobResult {
+        job_id: String,
+        function: String,
+        waited: Duration,
+        /// Asynchronous invocations that failed meanwhile (the gate's own
+        /// follow-up invocations, say).
+        background: Vec<AsyncFailure>,
+    },
+    #[error("job {0} was abandoned")]
+    JobAbandoned(String),
     #[error(
         "manual approval needed: rerun with --approve, or run on a terminal to answer the prompt"
     )]
     ApprovalNeeded,
     #[error("rejected at the prompt")]
     Rejected,
+}
+
+fn attempts_note(attempts: u32) -> String {
+    if attempts > 1 {
+        format!(
+            " ({attempts} attempts, as EventInvokeConfig.MaximumRetryAttempts is {})",
+            attempts - 1
+        )
+    } else {
+        String::new()
+    }
+}
+
+fn background_note(failures: &[AsyncFailure]) -> String {
+    if failures.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = failures
+        .iter()
+        .map(|f| format!("{} failed: {}", f.function, f.error))
+        .collect();
+    format!("; meanwhile {}", list.join("; "))
 }
 
 struct RunState {
@@ -174,7 +279,7 @@ impl Rehearsal {
             path: options.work_dir.display().to_string(),
             source,
         })?;
-        let lock = WorkDirLock::acquire(&options.work_dir, &options.printer).await?;
+        let lock = wait_for_lock(&options.work_dir, &options.printer).await?;
         let world = World::new();
         let endpoint = Endpoint::start(world.clone())
             .await
@@ -223,33 +328,34 @@ impl Rehearsal {
             return Ok(source::resolve_commit(repo, rev)?);
         }
         let head = source::resolve_commit(repo, "HEAD")?;
-        let (pipeline, ctx) = self.read_pipeline(&head)?;
+        let (pipeline, locals) = self.read_pipeline(&head)?;
+        let file = &self.options.pipeline_file;
         let branch = pipeline
             .stages()
             .iter()
             .flat_map(|s| &s.actions)
             .find(|a| a.category.as_str() == "Source")
             .and_then(|a| a.config("BranchName"))
-            .map(|v| ctx.resolve_string(v, "Source action BranchName"))
-            .transpose()
-            .map_err(|e| RehearsalError::Config(e.to_string()))?
-            .ok_or_else(|| {
-                RehearsalError::Config(format!(
-                    "{}: no Source action with a BranchName; pass --rev",
-                    self.options.pipeline_file
-                ))
-            })?;
+            .ok_or_else(|| RehearsalError::NoSourceBranch { file: file.clone() })?;
+        let branch =
+            locals
+                .resolver
+                .resolve_text(branch)
+                .map_err(|source| RehearsalError::BranchName {
+                    file: file.clone(),
+                    source,
+                })?;
         source::resolve_commit(repo, &format!("refs/heads/{branch}")).map_err(|_| {
-            RehearsalError::Config(format!(
-                "branch {branch} (the Source action's BranchName) does not exist in {}; pass --rev, or --parameter BranchName=<branch>",
-                repo.display()
-            ))
+            RehearsalError::NoSuchBranch {
+                branch,
+                repo: repo.display().to_string(),
+            }
         })
     }
 
     /// pipeline.yaml at `commit`: the pipeline (conditions and parameters
-    /// resolved) and a context that resolves its configuration values.
-    fn read_pipeline(&self, commit: &str) -> Result<(Pipeline, Context), RehearsalError> {
+    /// resolved) and the local values that resolve its configuration.
+    fn read_pipeline(&self, commit: &str) -> Result<(Pipeline, Locals), RehearsalError> {
         let file = &self.options.pipeline_file;
         let text = source::show_file(&self.options.repo, commit, file)?;
         let wrap = |source| RehearsalError::Pipeline {
@@ -258,35 +364,30 @@ impl Rehearsal {
             source,
         };
         let template = Template::from_yaml_str(&text).map_err(wrap)?;
-        let resolver = Resolver::for_template(&template, self.options.parameters.clone())
-            .with_ref("AWS::Region", ids::REGION)
-            .with_ref("AWS::AccountId", ids::ACCOUNT_ID)
-            .with_ref("AWS::Partition", "aws")
-            .with_ref("AWS::URLSuffix", "amazonaws.com")
-            .with_ref("AWS::NoValue", Value::Null);
-        let pipeline = template.resolved(&resolver).only_pipeline().map_err(wrap)?;
-
-        let json = template.into_json();
-        let parameters = cfn::parameter_values(&json, &self.options.parameters, file)
-            .map_err(|e| RehearsalError::Config(e.to_string()))?;
+        let parameters = template
+            .parameter_values(&self.options.parameters)
+            .map_err(|source| RehearsalError::PipelineParameters {
+                file: file.clone(),
+                source,
+            })?;
         let stack_name = self.pipeline_stack_name(&parameters);
-        let mut ctx = Context::new(&stack_name, &json, parameters);
-        for (logical_id, body) in json["Resources"].as_object().into_iter().flatten() {
-            let kind = body["Type"].as_str().unwrap_or_default();
-            let mut values = ResourceValues {
-                resource_type: kind.to_string(),
-                reference: stack::generated_name(&stack_name, logical_id),
-                attributes: BTreeMap::new(),
-            };
-            if stack::FUNCTION_TYPES.contains(&kind)
-                && let Some(name) = body["Properties"].get("FunctionName")
-                && let Ok(name) = ctx.resolve_string(name, "FunctionName")
+        let mut locals = Locals::new(&stack_name, &template, parameters);
+        for resource in template.resources_of_type("AWS::Serverless::Function") {
+            if let Some(name) = resource.property("FunctionName")
+                && let Ok(name) = locals.resolver.resolve_text(name)
             {
-                values.reference = name;
+                let mut values = ResourceValues::new(resource.resource_type(), name);
+                values
+                    .attributes
+                    .insert("Arn".into(), ids::function_arn(&values.reference));
+                locals.insert(resource.logical_id(), values);
             }
-            ctx.resources.insert(logical_id.clone(), values);
         }
-        Ok((pipeline, ctx))
+        let pipeline = template
+            .resolved(&locals.resolver)
+            .only_pipeline()
+            .map_err(wrap)?;
+        Ok((pipeline, locals))
     }
 
     fn pipeline_stack_name(&self, parameters: &BTreeMap<String, String>) -> String {
@@ -300,7 +401,7 @@ impl Rehearsal {
     /// Runs the pipeline once, for `commit`.
     pub async fn run(&self, commit: &str) -> Result<RunReport, RehearsalError> {
         let started = Instant::now();
-        let (pipeline, ctx) = self.read_pipeline(commit)?;
+        let (pipeline, locals) = self.read_pipeline(commit)?;
         let printer = &self.options.printer;
         let subject = source::subject(&self.options.repo, commit);
         let pipeline_name = pipeline.logical_id().to_string();
@@ -351,7 +452,7 @@ impl Rehearsal {
                 let results = futures::future::join_all(
                     group
                         .iter()
-                        .map(|action| self.run_action(&stage.name, action, &ctx, &state)),
+                        .map(|action| self.run_action(&stage.name, action, &locals, &state)),
                 )
                 .await;
                 let mut group_failed = false;
@@ -361,6 +462,7 @@ impl Rehearsal {
                             stage: stage.name.clone(),
                             action: action.name.clone(),
                             reason: report.error.clone().unwrap_or_default(),
+                            error: report.failure.clone(),
                         });
                     }
                     group_failed |= report.status == Status::Failed;
@@ -370,6 +472,12 @@ impl Rehearsal {
                 if group_failed {
                     break;
                 }
+            }
+            if let Some(conditions) = stage_conditions(&pipeline, &stage.name) {
+                printer.note(&format!(
+                    "{}: {conditions} not emulated yet (automatic rollback and alarm bakes happen on AWS only)",
+                    stage.name
+                ));
             }
             let status = if actions.iter().any(|a| a.status == Status::Failed) {
                 Status::Failed
@@ -406,7 +514,7 @@ impl Rehearsal {
         &self,
         stage: &str,
         action: &Action,
-        ctx: &Context,
+        locals: &Locals,
         state: &RunState,
     ) -> (ActionReport, BTreeMap<String, PathBuf>) {
         let printer = &self.options.printer;
@@ -415,18 +523,18 @@ impl Rehearsal {
         let result = match (action.category.as_str(), action.provider.as_str()) {
             ("Source", "CodeCommit" | "CodeStarSourceConnection") => self.source(action, state),
             ("Build", "CodeBuild") => self.build(stage, action, state).await,
-            ("Deploy", "CloudFormation") => self.deploy(action, ctx, state).await,
-            ("Invoke", "Lambda") => self.invoke(action, ctx).await,
-            ("Approval", "Manual") => self.approve(action, ctx).await,
+            ("Deploy", "CloudFormation") => self.deploy(action, locals, state).await,
+            ("Invoke", "Lambda") => self.invoke(action, locals).await,
+            ("Approval", "Manual") => self.approve(action, locals).await,
             _ => Err(ActionError::Unsupported {
                 category: action.category.as_str().to_string(),
                 owner: action.owner.as_str().to_string(),
                 provider: action.provider.clone(),
             }),
         };
-        let (status, summary, error, outputs) = match result {
+        let (status, summary, failure, outputs) = match result {
             Ok((summary, outputs)) => (Status::Succeeded, Some(summary), None, outputs),
-            Err(e) => (Status::Failed, None, Some(e.to_string()), BTreeMap::new()),
+            Err(e) => (Status::Failed, None, Some(Arc::new(e)), BTreeMap::new()),
         };
         let report = ActionReport {
             name: action.name.clone(),
@@ -435,7 +543,8 @@ impl Rehearsal {
             status,
             duration_ms: millis(started.elapsed()),
             summary,
-            error,
+            error: failure.as_ref().map(|e| e.to_string()),
+            failure,
         };
         printer.action_end(stage, &report);
         (report, outputs)
@@ -450,10 +559,7 @@ impl Rehearsal {
         let name = action
             .input_artifacts
             .get(index)
-            .ok_or_else(|| ActionError::Config {
-                key: "InputArtifacts".into(),
-                message: "the action needs an input artifact".into(),
-            })?;
+            .ok_or(ActionError::NoInputArtifact)?;
         state
             .artifacts
             .get(name)
@@ -504,6 +610,7 @@ impl Rehearsal {
             .arg(&script)
             .args(["--arch", &self.options.arch, "--out"])
             .arg(&out)
+            .args(["--profile", "rehearsal"])
             .current_dir(&source)
             .env("CARGO_TARGET_DIR", &self.options.target_dir)
             .env("CODEBUILD_SRC_DIR", &source)
@@ -546,12 +653,17 @@ impl Rehearsal {
         // repository too: deploy them as CodePipeline's stack would hold them.
         let pipeline_template = out.join("packaged-pipeline.yaml");
         if pipeline_template.is_file() {
-            let parameters = cfn::parameter_values(
-                &cfn::load(&pipeline_template).map_err(DeployError::from)?,
-                &self.options.parameters,
-                "packaged-pipeline.yaml",
-            )
-            .map_err(DeployError::from)?;
+            let template =
+                Template::from_path(&pipeline_template).map_err(|source| DeployError::Load {
+                    path: pipeline_template.display().to_string(),
+                    source,
+                })?;
+            let parameters = template
+                .parameter_values(&self.options.parameters)
+                .map_err(|source| DeployError::Parameters {
+                    stack: "packaged-pipeline.yaml".into(),
+                    source,
+                })?;
             let stack_name = self.pipeline_stack_name(&parameters);
             let deployed = self
                 .deployer
@@ -568,47 +680,42 @@ impl Rehearsal {
     fn config_string(
         &self,
         action: &Action,
-        ctx: &Context,
+        locals: &Locals,
         key: &str,
     ) -> Result<Option<String>, ActionError> {
         action
             .config(key)
-            .map(|v| ctx.resolve_string(v, &format!("{}.Configuration.{key}", action.name)))
+            .map(|v| locals.resolver.resolve_text(v))
             .transpose()
-            .map_err(|e| ActionError::Config {
+            .map_err(|source| ActionError::Resolve {
                 key: key.to_string(),
-                message: e.to_string(),
+                source,
             })
     }
 
-    fn required(&self, action: &Action, ctx: &Context, key: &str) -> Result<String, ActionError> {
-        self.config_string(action, ctx, key)?
-            .ok_or_else(|| ActionError::Config {
+    fn required(&self, action: &Action, locals: &Locals, key: &str) -> Result<String, ActionError> {
+        self.config_string(action, locals, key)?
+            .ok_or_else(|| ActionError::MissingConfig {
                 key: key.to_string(),
-                message: "missing".into(),
             })
     }
 
-    async fn deploy(&self, action: &Action, ctx: &Context, state: &RunState) -> ActionResult {
-        let mode = self.required(action, ctx, "ActionMode")?;
-        let stack_name = self.required(action, ctx, "StackName")?;
+    async fn deploy(&self, action: &Action, locals: &Locals, state: &RunState) -> ActionResult {
+        let mode = self.required(action, locals, "ActionMode")?;
+        let stack_name = self.required(action, locals, "StackName")?;
         if action.config("TemplateConfiguration").is_some() {
-            return Err(ActionError::Config {
-                key: "TemplateConfiguration".into(),
-                message: "not supported by the rehearsal; use ParameterOverrides".into(),
-            });
+            return Err(ActionError::TemplateConfiguration);
         }
         let template = || -> Result<(PathBuf, BTreeMap<String, String>), ActionError> {
-            let path = self.required(action, ctx, "TemplatePath")?;
-            let (artifact, file) = path.split_once("::").ok_or_else(|| ActionError::Config {
-                key: "TemplatePath".into(),
-                message: format!("{path:?} is not of the form Artifact::file"),
-            })?;
+            let path = self.required(action, locals, "TemplatePath")?;
+            let Some((artifact, file)) = path.split_once("::") else {
+                return Err(ActionError::TemplatePath(path));
+            };
             let dir = state
                 .artifacts
                 .get(artifact)
                 .ok_or_else(|| ActionError::MissingArtifact(artifact.to_string()))?;
-            let overrides = match self.config_string(action, ctx, "ParameterOverrides")? {
+            let overrides = match self.config_string(action, locals, "ParameterOverrides")? {
                 None => BTreeMap::new(),
                 Some(text) => parameter_overrides(&text)?,
             };
@@ -618,11 +725,12 @@ impl Rehearsal {
             "CREATE_UPDATE" | "REPLACE_ON_FAILURE" => {
                 let (path, overrides) = template()?;
                 let deployed = self.deployer.deploy(&stack_name, &path, &overrides).await?;
+                self.note_gradual_deployment(&stack_name, &path);
                 Ok((describe_deploy(&deployed), BTreeMap::new()))
             }
             "CHANGE_SET_REPLACE" => {
                 let (path, overrides) = template()?;
-                let change_set = self.required(action, ctx, "ChangeSetName")?;
+                let change_set = self.required(action, locals, "ChangeSetName")?;
                 self.change_sets
                     .lock()
                     .await
@@ -633,17 +741,18 @@ impl Rehearsal {
                 ))
             }
             "CHANGE_SET_EXECUTE" => {
-                let change_set = self.required(action, ctx, "ChangeSetName")?;
+                let change_set = self.required(action, locals, "ChangeSetName")?;
                 let (path, overrides) = self
                     .change_sets
                     .lock()
                     .await
                     .remove(&format!("{stack_name}/{change_set}"))
-                    .ok_or_else(|| ActionError::Config {
-                        key: "ChangeSetName".into(),
-                        message: format!("no change set {change_set} of stack {stack_name} was created earlier in this run"),
+                    .ok_or_else(|| ActionError::NoSuchChangeSet {
+                        stack: stack_name.clone(),
+                        change_set: change_set.clone(),
                     })?;
                 let deployed = self.deployer.deploy(&stack_name, &path, &overrides).await?;
+                self.note_gradual_deployment(&stack_name, &path);
                 Ok((describe_deploy(&deployed), BTreeMap::new()))
             }
             "DELETE_ONLY" => {
@@ -651,16 +760,27 @@ impl Rehearsal {
                 let _ = self.deployer.delete(&stack_name).await;
                 Ok((format!("stack {stack_name} deleted"), BTreeMap::new()))
             }
-            other => Err(ActionError::Config {
-                key: "ActionMode".into(),
-                message: format!("{other} is not a CloudFormation action mode"),
-            }),
+            other => Err(ActionError::ActionMode(other.to_string())),
         }
     }
 
-    async fn invoke(&self, action: &Action, ctx: &Context) -> ActionResult {
-        let name = self.required(action, ctx, "FunctionName")?;
-        let user_parameters = self.config_string(action, ctx, "UserParameters")?;
+    /// Says so when a deployed template asks for CodeDeploy's gradual
+    /// traffic shifting, which the local stack does not do.
+    fn note_gradual_deployment(&self, stack_name: &str, path: &std::path::Path) {
+        let gradual = Template::from_path(path).is_ok_and(|t| {
+            t.resources()
+                .any(|r| r.property("DeploymentPreference").is_some())
+        });
+        if gradual {
+            self.options.printer.note(&format!(
+                "{stack_name}: DeploymentPreference not emulated yet (the new version takes all traffic at once)"
+            ));
+        }
+    }
+
+    async fn invoke(&self, action: &Action, locals: &Locals) -> ActionResult {
+        let name = self.required(action, locals, "FunctionName")?;
+        let user_parameters = self.config_string(action, locals, "UserParameters")?;
         let function = self
             .world
             .function(&name)
@@ -696,34 +816,21 @@ impl Rehearsal {
                         break Some(reported);
                     }
                     self.world.expire_job(&job_id);
-                    let tries = if attempts > 1 {
-                        format!(
-                            " ({attempts} attempts, as EventInvokeConfig.MaximumRetryAttempts is {})",
-                            attempts - 1
-                        )
-                    } else {
-                        String::new()
-                    };
-                    return Err(ActionError::JobFailed(format!(
-                        "function {name} failed without reporting job {job_id}{tries}: {error}"
-                    )));
+                    return Err(ActionError::FunctionFailed {
+                        function: name,
+                        job_id,
+                        attempts,
+                        error,
+                    });
                 }
                 _ = &mut deadline => {
                     self.world.expire_job(&job_id);
-                    let background: Vec<String> = self
-                        .world
-                        .async_failures_since(mark)
-                        .into_iter()
-                        .map(|f| format!("{} failed: {}", f.function, f.error))
-                        .collect();
-                    let mut message = format!(
-                        "no result reported for job {job_id} within {} s of invoking {name} (on AWS the action would time out after 20 minutes)",
-                        self.options.job_timeout.as_secs()
-                    );
-                    if !background.is_empty() {
-                        message += &format!("; meanwhile {}", background.join("; "));
-                    }
-                    return Err(ActionError::JobFailed(message));
+                    return Err(ActionError::NoJobResult {
+                        job_id,
+                        function: name,
+                        waited: self.options.job_timeout,
+                        background: self.world.async_failures_since(mark),
+                    });
                 }
             }
         };
@@ -737,18 +844,17 @@ impl Rehearsal {
                 ),
                 BTreeMap::new(),
             )),
-            Some(JobResult::Failed { kind, message }) => {
-                Err(ActionError::JobFailed(format!("{kind}: {message}")))
-            }
-            None => Err(ActionError::JobFailed(format!(
-                "job {job_id} was abandoned"
-            ))),
+            Some(JobResult::Failed { kind, message }) => Err(ActionError::JobReportedFailure {
+                failure_type: kind,
+                message,
+            }),
+            None => Err(ActionError::JobAbandoned(job_id)),
         }
     }
 
-    async fn approve(&self, action: &Action, ctx: &Context) -> ActionResult {
+    async fn approve(&self, action: &Action, locals: &Locals) -> ActionResult {
         let message = self
-            .config_string(action, ctx, "CustomData")?
+            .config_string(action, locals, "CustomData")?
             .unwrap_or_default();
         if self.options.approve {
             return Ok(("approved (--approve)".to_string(), BTreeMap::new()));
@@ -781,70 +887,25 @@ type ChangeSet = (PathBuf, BTreeMap<String, String>);
 
 type ActionResult = Result<(String, BTreeMap<String, PathBuf>), ActionError>;
 
-/// One rehearsal at a time per work directory (they share the checkout):
-/// a `lock` directory holding the owner's process id. A lock whose owner
-/// process is gone is taken over.
-struct WorkDirLock {
-    path: PathBuf,
-}
-
-impl WorkDirLock {
-    async fn acquire(
-        work_dir: &std::path::Path,
-        printer: &Printer,
-    ) -> Result<Self, RehearsalError> {
-        let path = work_dir.join("lock");
-        let pid_file = path.join("pid");
-        let mut told = false;
-        loop {
-            match std::fs::create_dir(&path) {
-                Ok(()) => {
-                    std::fs::write(&pid_file, std::process::id().to_string()).map_err(
-                        |source| RehearsalError::WorkDir {
-                            path: pid_file.display().to_string(),
-                            source,
-                        },
-                    )?;
-                    return Ok(Self { path });
+/// Takes the work directory's lock, waiting (and saying so once) while
+/// another live rehearsal holds it.
+async fn wait_for_lock(
+    work_dir: &std::path::Path,
+    printer: &Printer,
+) -> Result<WorkDirLock, RehearsalError> {
+    let mut told = false;
+    loop {
+        match WorkDirLock::try_acquire(work_dir) {
+            Ok(lock) => return Ok(lock),
+            Err(busy @ LockError::Busy { .. }) => {
+                if !told {
+                    printer.note(&format!("{busy}; waiting for it to finish"));
+                    told = true;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let owner = std::fs::read_to_string(&pid_file).unwrap_or_default();
-                    let alive = owner
-                        .trim()
-                        .parse::<u32>()
-                        .is_ok_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
-                    if !alive && !owner.is_empty() {
-                        tracing::warn!(
-                            owner = owner.trim(),
-                            "taking over the lock of a rehearsal that is gone"
-                        );
-                        let _ = std::fs::remove_dir_all(&path);
-                        continue;
-                    }
-                    if !told {
-                        printer.note(&format!(
-                            "another rehearsal (process {}) is using {}; waiting for it to finish",
-                            owner.trim(),
-                            work_dir.display()
-                        ));
-                        told = true;
-                    }
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(source) => {
-                    return Err(RehearsalError::WorkDir {
-                        path: path.display().to_string(),
-                        source,
-                    });
-                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
+            Err(other) => return Err(other.into()),
         }
-    }
-}
-
-impl Drop for WorkDirLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
     }
 }
 
@@ -861,6 +922,21 @@ fn prune_runs(runs: &std::path::Path, keep: usize) {
     }
 }
 
+/// The conditions a stage declares (`BeforeEntry`, `OnFailure`,
+/// `OnSuccess`), which the rehearsal does not emulate yet.
+fn stage_conditions(pipeline: &Pipeline, stage: &str) -> Option<String> {
+    let declaration = pipeline
+        .property("Stages")?
+        .as_array()?
+        .iter()
+        .find(|s| s["Name"] == stage)?;
+    let declared: Vec<&str> = ["BeforeEntry", "OnFailure", "OnSuccess"]
+        .into_iter()
+        .filter(|k| declaration.get(*k).is_some())
+        .collect();
+    (!declared.is_empty()).then(|| declared.join(" and "))
+}
+
 fn describe_deploy(deployed: &stack::Deployed) -> String {
     let mut text = format!("stack {}", deployed.stack);
     if !deployed.functions.is_empty() {
@@ -873,24 +949,25 @@ fn describe_deploy(deployed: &stack::Deployed) -> String {
 }
 
 /// `ParameterOverrides`: a JSON object of parameter names to values.
-fn parameter_overrides(text: &str) -> Result<BTreeMap<String, String>, ActionError> {
-    let config = |message: String| ActionError::Config {
-        key: "ParameterOverrides".into(),
-        message,
-    };
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| config(format!("not JSON ({e}): {text}")))?;
+fn parameter_overrides(text: &str) -> Result<BTreeMap<String, String>, OverridesError> {
+    let value: Value = serde_json::from_str(text).map_err(|source| OverridesError::NotJson {
+        text: text.to_string(),
+        source,
+    })?;
     let object = value
         .as_object()
-        .ok_or_else(|| config(format!("not a JSON object: {text}")))?;
+        .ok_or_else(|| OverridesError::NotAnObject {
+            text: text.to_string(),
+        })?;
     object
         .iter()
         .map(|(k, v)| match v {
             Value::String(s) => Ok((k.clone(), s.clone())),
             Value::Number(_) | Value::Bool(_) => Ok((k.clone(), v.to_string())),
-            other => Err(config(format!(
-                "the value of {k} ({other}) uses a parameter override function the rehearsal does not support"
-            ))),
+            other => Err(OverridesError::Unsupported {
+                key: k.clone(),
+                value: other.to_string(),
+            }),
         })
         .collect()
 }
@@ -941,6 +1018,7 @@ pub fn job_event(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_lambda_events::event::codepipeline_job::CodePipelineJobEvent;
 
     #[test]
     fn parameter_overrides_are_a_json_object_of_strings() {
@@ -950,9 +1028,20 @@ mod tests {
     }
 
     #[test]
-    fn parameter_overrides_that_are_not_json_name_the_key() {
+    fn parameter_overrides_that_are_not_json_are_refused_saying_what_to_write() {
         let err = parameter_overrides("Stage=beta").unwrap_err();
-        assert!(err.to_string().contains("ParameterOverrides"), "{err}");
+        assert!(matches!(err, OverridesError::NotJson { .. }), "{err:?}");
+        assert!(err.to_string().contains("write a JSON object"), "{err}");
+    }
+
+    #[test]
+    fn a_parameter_override_function_is_refused_naming_the_key() {
+        let err =
+            parameter_overrides(r#"{"Stage": {"Fn::GetParam": ["a", "b", "c"]}}"#).unwrap_err();
+        assert!(
+            matches!(&err, OverridesError::Unsupported { key, .. } if key == "Stage"),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -964,18 +1053,27 @@ mod tests {
         let pipeline = template.only_pipeline().unwrap();
         let action = &pipeline.stages()[0].actions[0];
         let event = job_event("job-1", "fn", Some("{\"a\":1}"), action);
-        let job = &event["CodePipeline.job"];
-        assert_eq!(job["id"], "job-1");
-        assert_eq!(job["accountId"], ids::ACCOUNT_ID);
+        // Parsed by the type Lambda functions deserialize the event into.
+        let parsed: CodePipelineJobEvent = serde_json::from_value(event).unwrap();
+        let job = parsed.code_pipeline_job;
+        assert_eq!(job.id.as_deref(), Some("job-1"));
+        assert_eq!(job.account_id.as_deref(), Some(ids::ACCOUNT_ID));
+        let configuration = job.data.action_configuration.configuration;
+        assert_eq!(configuration.function_name.as_deref(), Some("fn"));
+        assert_eq!(configuration.user_parameters.as_deref(), Some("{\"a\":1}"));
+        assert_eq!(job.data.input_artifacts.len(), 1);
         assert_eq!(
-            job["data"]["actionConfiguration"]["configuration"]["FunctionName"],
-            "fn"
+            job.data.input_artifacts[0].name.as_deref(),
+            Some("BuildOutput")
         );
+        let location = &job.data.input_artifacts[0].location;
+        assert_eq!(location.location_type.as_deref(), Some("S3"));
         assert_eq!(
-            job["data"]["actionConfiguration"]["configuration"]["UserParameters"],
-            "{\"a\":1}"
+            location.s3_location.bucket_name.as_deref(),
+            Some("rehearsal-artifacts")
         );
-        assert_eq!(job["data"]["inputArtifacts"][0]["name"], "BuildOutput");
-        assert!(job["data"]["artifactCredentials"]["accessKeyId"].is_string());
+        assert!(job.data.out_put_artifacts.is_empty());
+        assert!(job.data.artifact_credentials.access_key_id.is_some());
+        assert!(job.data.artifact_credentials.secret_access_key.is_some());
     }
 }

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rehearse::report::Printer;
-use rehearse::{Options, Rehearsal, RunReport, Status};
+use rehearse::{ActionError, Options, Rehearsal, RehearsalError, RunReport, Status};
 use serde_json::Value;
 
 mod common;
@@ -123,11 +123,16 @@ fn git(dir: &Path, args: &[&str]) {
 
 /// A repository whose build "compiles" the fake function into BuildOutput.
 fn repository(pipeline: &str) -> tempfile::TempDir {
+    repository_with(pipeline, APP)
+}
+
+/// The same with another app template.
+fn repository_with(pipeline: &str, app: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     std::fs::create_dir_all(root.join("scripts")).unwrap();
     std::fs::write(root.join("pipeline.yaml"), pipeline).unwrap();
-    std::fs::write(root.join("app.yaml"), APP).unwrap();
+    std::fs::write(root.join("app.yaml"), app).unwrap();
     let exe = std::env::current_exe().unwrap();
     let bootstrap = format!(
         "#!/bin/sh\nexec '{}' {}\n",
@@ -173,6 +178,16 @@ fn statuses(report: &RunReport) -> Vec<(String, Status)> {
 fn failure(report: &RunReport) -> String {
     let failed = report.failed_action.as_ref().expect("the run failed");
     format!("{}/{}: {}", failed.stage, failed.action, failed.reason)
+}
+
+/// The typed error of the failed action, with where it failed.
+fn failed_with(report: &RunReport) -> (String, &ActionError) {
+    let failed = report.failed_action.as_ref().expect("the run failed");
+    let error = failed
+        .error
+        .as_deref()
+        .expect("a failed action carries its error");
+    (format!("{}/{}", failed.stage, failed.action), error)
 }
 
 #[tokio::test]
@@ -227,11 +242,14 @@ async fn a_gate_that_never_reports_fails_at_the_deadline_saying_so() {
     let started = Instant::now();
     let (rehearsal, report) = rehearse(options).await;
     assert!(started.elapsed() < Duration::from_secs(20));
-    let message = failure(&report);
+    let (at, error) = failed_with(&report);
+    assert_eq!(at, "Beta/Gate");
     assert!(
-        message.starts_with("Beta/Gate: no result reported for job"),
-        "{message}"
+        matches!(error, ActionError::NoJobResult { function, waited, .. }
+            if function == "Svc_gate" && *waited == Duration::from_secs(2)),
+        "{error:?}"
     );
+    let message = failure(&report);
     assert!(message.contains("within 2 s"), "{message}");
     assert_eq!(report.stage("Prod").unwrap().status, Status::NotRun);
     rehearsal.shutdown().await;
@@ -247,16 +265,14 @@ async fn a_crashing_gate_fails_at_once_saying_it_crashed() {
     options.job_timeout = Duration::from_secs(30);
     let started = Instant::now();
     let (rehearsal, report) = rehearse(options).await;
-    let message = failure(&report);
-    assert!(
-        message.contains("Svc_gate failed without reporting job"),
-        "{message}"
-    );
-    assert!(
-        message.contains("Runtime exited with error: exit status: 3"),
-        "{message}"
-    );
+    let (_, error) = failed_with(&report);
     // No EventInvokeConfig in the template: Lambda's default two retries.
+    assert!(
+        matches!(error, ActionError::FunctionFailed { function, attempts: 3, error, .. }
+            if function == "Svc_gate" && error.contains("Runtime exited with error: exit status: 3")),
+        "{error:?}"
+    );
+    let message = failure(&report);
     assert!(
         message.contains("(3 attempts, as EventInvokeConfig.MaximumRetryAttempts is 2)"),
         "{message}"
@@ -277,6 +293,13 @@ async fn a_failure_report_fails_the_action_with_its_type_and_message() {
         .parameters
         .insert("Behaviour".into(), "report_failure".into());
     let (rehearsal, report) = rehearse(options).await;
+    let (at, error) = failed_with(&report);
+    assert_eq!(at, "Beta/Gate");
+    assert!(
+        matches!(error, ActionError::JobReportedFailure { failure_type, message }
+            if failure_type == "ConfigurationError" && message == "UserParameters: missing field appStack"),
+        "{error:?}"
+    );
     assert_eq!(
         failure(&report),
         "Beta/Gate: ConfigurationError: UserParameters: missing field appStack"
@@ -292,15 +315,52 @@ async fn a_gate_whose_handler_errors_fails_with_the_error() {
         .parameters
         .insert("Behaviour".into(), "error".into());
     let (rehearsal, report) = rehearse(options).await;
+    let (_, error) = failed_with(&report);
+    assert!(
+        matches!(error, ActionError::FunctionFailed { error, .. }
+            if error.contains("the handler refused the event")),
+        "{error:?}"
+    );
+    rehearsal.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stack_whose_conditions_loop_fails_its_deploy_naming_the_loop() {
+    let app = APP.replace(
+        "Resources:\n  Api:\n    Type: AWS::Serverless::HttpApi\n",
+        "Conditions:\n  Loop: !Not [!Condition Loop]\nResources:\n  Api:\n    Type: AWS::Serverless::HttpApi\n    Condition: Loop\n",
+    );
+    assert_ne!(app, APP);
+    let repo = repository_with(PIPELINE, &app);
+    let (rehearsal, report) = rehearse(options(repo.path())).await;
+    let (at, error) = failed_with(&report);
+    assert_eq!(at, "Beta/Deploy");
+    assert!(
+        matches!(
+            error,
+            ActionError::Deploy(rehearse::stack::DeployError::Resolve {
+                source: cfn_template::ResolveError::ConditionCycle(names),
+                ..
+            }) if names == &["Loop", "Loop"]
+        ),
+        "{error:?}"
+    );
     let message = failure(&report);
-    assert!(
-        message.contains("failed without reporting job"),
-        "{message}"
+    assert!(message.contains("Loop -> Loop"), "{message}");
+    rehearsal.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_replace_on_failure_deploy_creates_the_stack_as_create_update_does() {
+    let pipeline = PIPELINE.replace(
+        "ActionMode: CREATE_UPDATE",
+        "ActionMode: REPLACE_ON_FAILURE",
     );
-    assert!(
-        message.contains("the handler refused the event"),
-        "{message}"
-    );
+    assert_ne!(pipeline, PIPELINE);
+    let repo = repository(&pipeline);
+    let (rehearsal, report) = rehearse(options(repo.path())).await;
+    assert!(report.succeeded(), "{report:#?}");
+    assert!(rehearsal.world().stack("Svc-beta").is_some());
     rehearsal.shutdown().await;
 }
 
@@ -323,11 +383,10 @@ async fn an_approval_without_approve_or_terminal_fails_asking_for_approve() {
     let mut options = options(repo.path());
     options.approve = false;
     let (rehearsal, report) = rehearse(options).await;
+    let (at, error) = failed_with(&report);
+    assert_eq!(at, "Prod/Approve");
+    assert!(matches!(error, ActionError::ApprovalNeeded), "{error:?}");
     let message = failure(&report);
-    assert!(
-        message.starts_with("Prod/Approve: manual approval needed"),
-        "{message}"
-    );
     assert!(message.contains("--approve"), "{message}");
     rehearsal.shutdown().await;
 }
@@ -341,12 +400,12 @@ async fn an_action_type_it_cannot_rehearse_is_an_error_naming_the_action() {
     assert_ne!(pipeline, PIPELINE);
     let repo = repository(&pipeline);
     let (rehearsal, report) = rehearse(options(repo.path())).await;
-    let message = failure(&report);
+    let (at, error) = failed_with(&report);
+    assert_eq!(at, "Prod/Approve");
     assert!(
-        message.starts_with(
-            "Prod/Approve: action type Deploy/AWS/ElasticBeanstalk cannot be rehearsed"
-        ),
-        "{message}"
+        matches!(error, ActionError::Unsupported { category, provider, .. }
+            if category == "Deploy" && provider == "ElasticBeanstalk"),
+        "{error:?}"
     );
     rehearsal.shutdown().await;
 }
@@ -369,9 +428,12 @@ async fn a_missing_branch_is_an_error_suggesting_rev() {
         .parameters
         .insert("BranchName".into(), "release".into());
     let rehearsal = Rehearsal::start(options).await.unwrap();
-    let error = rehearsal.source_commit().unwrap_err().to_string();
-    assert!(error.contains("branch release"), "{error}");
-    assert!(error.contains("--rev"), "{error}");
+    let error = rehearsal.source_commit().unwrap_err();
+    assert!(
+        matches!(&error, RehearsalError::NoSuchBranch { branch, .. } if branch == "release"),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("--rev"), "{error}");
 }
 
 #[tokio::test]
@@ -478,4 +540,32 @@ fn the_cli_exits_2_when_there_is_nothing_to_rehearse() {
         output.contains("no-such-branch is not a commit"),
         "{output}"
     );
+}
+
+/// Stage rollback and bake conditions (pipeline) and gradual deployments
+/// (app) are accepted, deployed as if absent, and named as not emulated.
+#[test]
+fn the_cli_accepts_stage_conditions_and_gradual_deployments_and_says_they_are_not_emulated() {
+    let pipeline = PIPELINE.replace(
+        "                UserParameters: '{\"stage\": \"beta\"}'\n",
+        "                UserParameters: '{\"stage\": \"beta\"}'\n          OnFailure:\n            Result: ROLLBACK\n",
+    );
+    let app = APP.replace(
+        "      Runtime: provided.al2023\n",
+        "      Runtime: provided.al2023\n      AutoPublishAlias: live\n      DeploymentPreference: {Type: AllAtOnce}\n",
+    );
+    assert_ne!(pipeline, PIPELINE);
+    assert_ne!(app, APP);
+    let repo = repository_with(&pipeline, &app);
+    let (code, output) = cli(repo.path(), &["--approve"]);
+    assert_eq!(code, Some(0), "{output}");
+    assert!(
+        output.contains("Beta: OnFailure not emulated yet"),
+        "{output}"
+    );
+    assert!(
+        output.contains("Svc-beta: DeploymentPreference not emulated yet"),
+        "{output}"
+    );
+    assert!(!output.contains("Prod: OnFailure"), "{output}");
 }
