@@ -515,3 +515,497 @@ fn the_pipeline_and_its_pieces_are_named_after_the_service() {
         json!("Clock_start_tests")
     );
 }
+
+#[test]
+fn a_failed_test_beta_or_gamma_stack_is_replaced_but_prod_never_is() {
+    let p = pipeline();
+    for (name, mode) in [
+        ("DeployTests", "REPLACE_ON_FAILURE"),
+        ("Beta", "REPLACE_ON_FAILURE"),
+        ("Gamma", "REPLACE_ON_FAILURE"),
+        ("Prod", "CREATE_UPDATE"),
+    ] {
+        assert_eq!(
+            deploy(stage(&p, name)).config_str("ActionMode"),
+            Some(mode),
+            "{name}"
+        );
+    }
+}
+
+/// The resolved inline-policy statements of a role in pipeline.yaml (for
+/// service `Clock`, with the attributes the statements refer to).
+fn role_statements(role: &str) -> Vec<Value> {
+    let t = template();
+    let arn = |service: &str, resource: &str| {
+        format!("arn:aws:{service}:eu-west-1:123456789012:{resource}")
+    };
+    let r = resolver(&t, &[("ServiceName", SERVICE)])
+        .with_ref("AWS::Partition", "aws")
+        .with_ref("AWS::Region", "eu-west-1")
+        .with_ref("AWS::AccountId", "123456789012")
+        .with_ref("PipelineTopic", arn("sns", "Clock-pipeline"))
+        .with_ref("Pipeline", "Clock")
+        .with_attribute("ArtifactBucket", "Arn", "arn:aws:s3:::clock-artifacts")
+        .with_attribute("PipelineKey", "Arn", arn("kms", "key/k"))
+        .with_attribute("Repository", "Arn", arn("codecommit", "Clock"))
+        .with_attribute(
+            "BuildProject",
+            "Arn",
+            arn("codebuild", "project/Clock-build"),
+        )
+        .with_attribute(
+            "DeployRole",
+            "Arn",
+            "arn:aws:iam::123456789012:role/Clock_deploy",
+        )
+        .with_attribute(
+            "StartTestsFunction",
+            "Arn",
+            arn("lambda", "function:Clock_start_tests"),
+        )
+        .with_attribute(
+            "BuildLogGroup",
+            "Arn",
+            arn("logs", "log-group:/aws/codebuild/Clock-build:*"),
+        )
+        .with_attribute(
+            "StartTestsLogGroup",
+            "Arn",
+            arn("logs", "log-group:/aws/lambda/Clock_start_tests:*"),
+        )
+        .with_attribute(
+            "UnitTestReports",
+            "Arn",
+            arn("codebuild", "report-group/Clock-build-unit-tests"),
+        )
+        .with_attribute(
+            "TemplateCheckReports",
+            "Arn",
+            arn("codebuild", "report-group/Clock-build-cfn-lint"),
+        )
+        .with_attribute(
+            "CheckovReports",
+            "Arn",
+            arn("codebuild", "report-group/Clock-build-checkov"),
+        )
+        .with_attribute(
+            "GuardReports",
+            "Arn",
+            arn("codebuild", "report-group/Clock-build-cfn-guard"),
+        );
+    let resolved = t.resolved(&r);
+    resolved
+        .resource(role)
+        .unwrap_or_else(|| panic!("no {role}"))
+        .property("Policies")
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["PolicyDocument"]["Statement"].as_array().unwrap().clone())
+        .collect()
+}
+
+fn as_list(value: &Value) -> Vec<String> {
+    match value {
+        Value::Array(many) => many
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect(),
+        Value::String(one) => vec![one.clone()],
+        other => panic!("unresolved {other}"),
+    }
+}
+
+/// Whether some Allow statement of `role` grants `action` on `resource`.
+fn grants(role: &str, action: &str, resource: &str) -> bool {
+    role_statements(role).iter().any(|s| {
+        s["Effect"] == "Allow"
+            && as_list(&s["Action"]).iter().any(|a| iam_matches(a, action))
+            && as_list(&s["Resource"])
+                .iter()
+                .any(|p| iam_matches(p, resource))
+    })
+}
+
+#[test]
+fn the_pipeline_may_delete_the_test_beta_and_gamma_stacks_but_not_prod() {
+    let stack =
+        |s: &str| format!("arn:aws:cloudformation:eu-west-1:123456789012:stack/Clock-{s}/0a1b");
+    for s in ["tests", "beta", "gamma"] {
+        assert!(
+            grants("PipelineRole", "cloudformation:DeleteStack", &stack(s)),
+            "{s}"
+        );
+    }
+    assert!(!grants(
+        "PipelineRole",
+        "cloudformation:DeleteStack",
+        &stack("prod")
+    ));
+}
+
+/// AWS's minimum CodePipeline service-role policy ("Manage the CodePipeline
+/// service role") for the artifact store, on this stack's bucket only.
+#[test]
+fn the_pipeline_role_has_the_documented_artifact_store_permissions() {
+    for action in [
+        "s3:GetBucketVersioning",
+        "s3:GetBucketAcl",
+        "s3:GetBucketLocation",
+    ] {
+        assert!(
+            grants("PipelineRole", action, "arn:aws:s3:::clock-artifacts"),
+            "{action}"
+        );
+    }
+    for action in [
+        "s3:GetObject",
+        "s3:GetObjectVersion",
+        "s3:PutObject",
+        "s3:PutObjectAcl",
+    ] {
+        assert!(
+            grants("PipelineRole", action, "arn:aws:s3:::clock-artifacts/x"),
+            "{action}"
+        );
+        assert!(
+            !grants("PipelineRole", action, "arn:aws:s3:::other-bucket/x"),
+            "{action}"
+        );
+    }
+}
+
+#[test]
+fn the_build_may_create_its_own_log_group_and_no_other() {
+    let own = "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/codebuild/Clock-build:*";
+    assert!(grants("BuildRole", "logs:CreateLogGroup", own));
+    let other = "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/codebuild/Other-build:*";
+    assert!(!grants("BuildRole", "logs:CreateLogGroup", other));
+}
+
+/// The condition keys each service role's trust policy checks.
+fn trust_conditions(role: &str) -> Value {
+    let t = template();
+    let r = t.resource(role).unwrap_or_else(|| panic!("no {role}"));
+    let statements = r.property("AssumeRolePolicyDocument").unwrap()["Statement"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(statements.len(), 1, "{role}");
+    statements[0]["Condition"].clone()
+}
+
+/// CloudFormation, CodePipeline and CodeBuild document no aws:SourceAccount
+/// when they assume a service role (a condition on it would deny them);
+/// EventBridge documents both source keys for rule targets.
+#[test]
+fn only_the_eventbridge_role_checks_the_caller_source_and_names_its_own_rule() {
+    for role in ["DeployRole", "PipelineRole", "BuildRole"] {
+        assert!(
+            trust_conditions(role).is_null(),
+            "{role}: no trust condition"
+        );
+    }
+    let events = trust_conditions("SourceChangedRuleRole");
+    assert_eq!(
+        events["StringEquals"]["aws:SourceAccount"],
+        json!({"Ref": "AWS::AccountId"})
+    );
+    let t = template();
+    let resolved = t.resolved(&resolver(&t, &[("ServiceName", SERVICE)]));
+    let rule_name = resolved
+        .resource("SourceChangedRule")
+        .unwrap()
+        .property("Name")
+        .cloned();
+    assert_eq!(rule_name, Some(json!("Clock-source-changed")));
+    let r = resolver(&t, &[("ServiceName", SERVICE)])
+        .with_ref("AWS::Partition", "aws")
+        .with_ref("AWS::Region", "eu-west-1")
+        .with_ref("AWS::AccountId", "123456789012");
+    assert_eq!(
+        r.resolve_str(&events["ArnEquals"]["aws:SourceArn"])
+            .unwrap(),
+        "arn:aws:events:eu-west-1:123456789012:rule/Clock-source-changed"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// buildspec.yml, as CodeBuild runs it for the BuildProject above.
+// ---------------------------------------------------------------------------
+
+fn buildspec() -> Value {
+    let text = std::fs::read_to_string(e2e::repo_root().join("buildspec.yml")).unwrap();
+    serde_norway::from_str(&text).expect("buildspec.yml parses")
+}
+
+/// Every command of every phase, folded onto one line each.
+fn buildspec_commands() -> Vec<String> {
+    let spec = buildspec();
+    ["install", "pre_build", "build", "post_build"]
+        .iter()
+        .flat_map(|phase| {
+            spec["phases"][*phase]["commands"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|c| {
+            c.as_str()
+                .unwrap()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+fn command_running(program: &str) -> String {
+    let found: Vec<String> = buildspec_commands()
+        .into_iter()
+        .filter(|c| c.contains(program))
+        .collect();
+    assert_eq!(found.len(), 1, "one command runs {program}: {found:?}");
+    found[0].clone()
+}
+
+#[test]
+fn the_build_packages_with_the_pipeline_key_through_bash() {
+    let build = command_running("scripts/build.sh");
+    assert!(build.starts_with("bash scripts/build.sh "), "{build}");
+    assert!(
+        build.contains("--kms-key-id \"$PIPELINE_KEY_ARN\""),
+        "{build}"
+    );
+    assert!(build.contains("--arch arm64"), "{build}");
+
+    let t = template();
+    let project = t.resource("BuildProject").unwrap();
+    let variables = project.property("Environment").unwrap()["EnvironmentVariables"]
+        .as_array()
+        .unwrap();
+    assert!(variables.iter().any(|v| v["Name"] == "PIPELINE_KEY_ARN"
+        && v["Value"] == json!({"Fn::GetAtt": ["PipelineKey", "Arn"]})));
+}
+
+#[test]
+fn the_build_installs_exactly_the_build_tools() {
+    let setup = command_running("scripts/setup-tools.sh");
+    assert_eq!(setup, "PYTHON=python3 bash scripts/setup-tools.sh build");
+    let text = std::fs::read_to_string(e2e::repo_root().join("buildspec.yml")).unwrap();
+    assert!(!text.contains("SETUP_TOOLS_BUILD_ONLY"));
+}
+
+/// cfn-lint, checkov and cfn-guard check all three templates, each with the
+/// arguments the test suite uses (tests/tests/templates.rs).
+#[test]
+fn the_build_runs_every_template_checker_on_every_template() {
+    let checkov = command_running("checkov -f");
+    for arg in [
+        "--framework cloudformation",
+        "--skip-download",
+        "-o junitxml",
+    ] {
+        assert!(checkov.contains(arg), "{checkov}");
+    }
+    let guard = command_running("cfn-guard validate");
+    for arg in ["--rules guard", "--output-format junit"] {
+        assert!(guard.contains(arg), "{guard}");
+    }
+    let lint = command_running("cfn-lint --format");
+    for command in [&checkov, &guard, &lint] {
+        for template in ["app-sam.yaml", "test-sam.yaml", "pipeline.yaml"] {
+            assert!(command.contains(template), "{template} in {command}");
+        }
+    }
+}
+
+/// Each report buildspec.yml writes goes to a report group this stack
+/// creates (<project>-<report>) and the build role may fill.
+#[test]
+fn every_buildspec_report_has_its_report_group_and_permission() {
+    let spec = buildspec();
+    let reports: Vec<String> = spec["reports"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(reports.len(), 4, "{reports:?}");
+    let t = template();
+    let resolved = t.resolved(&resolver(&t, &[("ServiceName", SERVICE)]));
+    for report in reports {
+        let name = format!("Clock-build-{report}");
+        let group = resolved
+            .resources_of_type("AWS::CodeBuild::ReportGroup")
+            .find(|g| g.property("Name") == Some(&json!(name)))
+            .unwrap_or_else(|| panic!("no report group {name}"));
+        let arn = format!("arn:aws:codebuild:eu-west-1:123456789012:report-group/{name}");
+        assert!(
+            grants("BuildRole", "codebuild:BatchPutTestCases", &arn),
+            "{}",
+            group.logical_id()
+        );
+    }
+}
+
+/// The build cache holds downloads and installed tools, never the multi-GB
+/// target directory; pipeline.yaml gives it an S3 location.
+#[test]
+fn the_build_cache_skips_the_target_directory() {
+    let spec = buildspec();
+    let paths = as_list(&spec["cache"]["paths"]);
+    assert!(!paths.is_empty());
+    assert!(paths.iter().all(|p| !p.starts_with("target")), "{paths:?}");
+    assert!(
+        paths.iter().any(|p| p.starts_with("/root/.cargo/registry")),
+        "{paths:?}"
+    );
+    let t = template();
+    let cache = t
+        .resource("BuildProject")
+        .unwrap()
+        .property("Cache")
+        .unwrap()
+        .clone();
+    assert_eq!(cache["Type"], "S3");
+}
+
+// ---------------------------------------------------------------------------
+// Prod safety: stages roll back on failure; Prod shifts traffic gradually and
+// bakes, watching its alarms, before the release counts as done.
+// ---------------------------------------------------------------------------
+
+/// A stage's declaration as written (its `OnFailure`, `OnSuccess`, ...).
+fn stage_declaration(p: &Pipeline, name: &str) -> Value {
+    p.property("Stages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|s| s["Name"] == name)
+        .unwrap_or_else(|| panic!("no stage {name}"))
+        .clone()
+}
+
+/// The names app-sam.yaml gives the alarms of the `stage` stack of `SERVICE`.
+fn app_alarm_names(stage: &str) -> Vec<String> {
+    let t = Template::from_path(e2e::repo_root().join("app-sam.yaml")).unwrap();
+    let r = Resolver::for_template(&t, [("ServiceName", SERVICE), ("Stage", stage)]);
+    let mut names: Vec<String> = t
+        .resources_of_type("AWS::CloudWatch::Alarm")
+        .map(|a| r.resolve_str(a.property("AlarmName").unwrap()).unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn beta_gamma_and_prod_roll_back_when_they_fail() {
+    let p = pipeline();
+    for name in ["Beta", "Gamma", "Prod"] {
+        assert_eq!(
+            stage_declaration(&p, name)["OnFailure"]["Result"],
+            "ROLLBACK",
+            "{name}"
+        );
+    }
+}
+
+/// After Prod's gate passes, one condition holds a CloudWatchAlarm rule for
+/// each of Prod's alarms, each watching for ALARM during ProdBakeMinutes;
+/// any of them failing rolls Prod back.
+#[test]
+fn prod_bakes_watching_each_of_its_alarms_and_rolls_back_on_alarm() {
+    let p = pipeline_with(&[("ServiceName", SERVICE), ("ProdBakeMinutes", "45")]);
+    let conditions = stage_declaration(&p, "Prod")["OnSuccess"]["Conditions"].clone();
+    let conditions = conditions.as_array().expect("OnSuccess conditions");
+    assert_eq!(conditions.len(), 1, "{conditions:?}");
+    assert_eq!(conditions[0]["Result"], "ROLLBACK");
+    let rules = conditions[0]["Rules"].as_array().unwrap();
+    let mut watched = Vec::new();
+    for rule in rules {
+        assert_eq!(
+            rule["RuleTypeId"],
+            json!({"Category": "Rule", "Owner": "AWS", "Provider": "CloudWatchAlarm", "Version": "1"}),
+            "{rule}"
+        );
+        let config = &rule["Configuration"];
+        assert_eq!(config["AlarmStates"], "ALARM", "{rule}");
+        assert_eq!(config["WaitTime"].to_string().trim_matches('"'), "45");
+        watched.push(config["AlarmName"].as_str().unwrap().to_string());
+    }
+    watched.sort();
+    assert_eq!(watched, app_alarm_names("prod"));
+}
+
+#[test]
+fn only_prod_bakes() {
+    let p = pipeline();
+    for name in p.stage_names() {
+        if name != "Prod" {
+            assert!(
+                stage_declaration(&p, name).get("OnSuccess").is_none(),
+                "{name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn prod_shifts_traffic_gradually_and_beta_and_gamma_all_at_once() {
+    let p = pipeline_with(&[
+        ("ServiceName", SERVICE),
+        ("ProdDeploymentType", "Linear10PercentEvery2Minutes"),
+    ]);
+    for name in ["Beta", "Gamma"] {
+        assert_eq!(
+            parameter_overrides(deploy(stage(&p, name)))["DeploymentType"],
+            "AllAtOnce",
+            "{name}"
+        );
+    }
+    assert_eq!(
+        parameter_overrides(deploy(stage(&p, "Prod")))["DeploymentType"],
+        "Linear10PercentEvery2Minutes"
+    );
+}
+
+/// Every value ProdDeploymentType allows is gradual, and one app-sam.yaml
+/// accepts as its DeploymentType.
+#[test]
+fn every_prod_deployment_type_is_gradual_and_accepted_by_the_app() {
+    let pipeline = template();
+    let prod = pipeline
+        .parameter("ProdDeploymentType")
+        .unwrap()
+        .allowed_values();
+    let app = Template::from_path(e2e::repo_root().join("app-sam.yaml")).unwrap();
+    let accepted = app.parameter("DeploymentType").unwrap().allowed_values();
+    assert!(!prod.is_empty());
+    for value in prod {
+        assert!(
+            value.starts_with("Canary") || value.starts_with("Linear"),
+            "{value} is gradual"
+        );
+        assert!(accepted.contains(&value), "app-sam.yaml accepts {value}");
+    }
+}
+
+#[test]
+fn the_pipeline_may_read_prods_alarms_and_no_others() {
+    let alarm = |name: &str| format!("arn:aws:cloudwatch:eu-west-1:123456789012:alarm:{name}");
+    for name in app_alarm_names("prod") {
+        assert!(
+            grants("PipelineRole", "cloudwatch:DescribeAlarms", &alarm(&name)),
+            "{name}"
+        );
+    }
+    for name in app_alarm_names("gamma") {
+        assert!(
+            !grants("PipelineRole", "cloudwatch:DescribeAlarms", &alarm(&name)),
+            "{name}"
+        );
+    }
+}
