@@ -14,7 +14,11 @@
 //!   [`world`], in AWS's wire formats.
 //! - [`report`] prints progress, the final table and the JSON result.
 //! - [`lock`] keeps to one rehearsal per work directory.
+//! - [`traffic`] and [`alarms`]: the building blocks of gradual deployment
+//!   (a `DeploymentPreference`'s schedule, time-scaled; the alias's traffic
+//!   split; CloudWatch alarm evaluation), not yet used by the executor.
 
+pub mod alarms;
 pub mod endpoint;
 pub mod executor;
 pub mod gateway;
@@ -24,6 +28,7 @@ pub mod report;
 pub mod runtime;
 pub mod source;
 pub mod stack;
+pub mod traffic;
 pub mod world;
 
 pub use executor::{ActionError, Options, Rehearsal, RehearsalError};
