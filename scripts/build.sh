@@ -197,7 +197,10 @@ if [ "$PROFILE" = release ]; then profile_args=(--release); else profile_args=(-
 # regex-based log filter and more (4.4 MB instead of 3.9 MB). Built from its
 # own package, each function carries only its own features, and its
 # artifacts are the ones `sam build` reuses.
+n=0
 for b in "${BINARIES[@]}"; do
+  n=$((n + 1))
+  echo "build.sh: building function $b ($n of ${#BINARIES[@]})"
   (cd "$ROOT/${PACKAGE_DIR[$b]}" && cargo lambda build "${profile_args[@]}" "$CARGO_LAMBDA_ARCH" \
     --lambda-dir "$LAMBDA_DIR" "${lock_args[@]}" --bin "$b")
 done

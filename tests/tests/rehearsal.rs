@@ -43,20 +43,14 @@ async fn rehearse(options: Options) -> (Rehearsal, RunReport) {
     (rehearsal, report)
 }
 
-fn git_output(dir: &Path, args: &[&str], env: &[(&str, &Path)]) -> String {
+fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
         .args(args)
-        .envs(env.iter().copied())
         .output()
         .unwrap();
     assert!(out.status.success(), "git {args:?} failed: {out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    git_output(dir, args, &[]);
 }
 
 const AUTHOR: [&str; 4] = ["-c", "user.email=test@example.com", "-c", "user.name=test"];
@@ -64,30 +58,12 @@ const AUTHOR: [&str; 4] = ["-c", "user.email=test@example.com", "-c", "user.name
 /// The commit that holds exactly the files under test: HEAD when nothing
 /// is changed, otherwise a snapshot of the working tree (tracked files with
 /// their uncommitted changes, and new files that are not ignored) on top of
-/// HEAD. Like `git stash create`, it is built beside the real index (a
-/// temporary one) and touches no branch, index, stash or file.
+/// HEAD, made as `cargo rehearse --working-tree` makes it: it touches no
+/// branch, index, stash or file.
 fn commit_under_test() -> String {
-    let root = e2e::repo_root();
-    let head = git_output(&root, &["rev-parse", "HEAD"], &[]);
-    let scratch = tempfile::tempdir().unwrap();
-    let index = scratch.path().join("index");
-    let env = [("GIT_INDEX_FILE", index.as_path())];
-    git_output(&root, &["read-tree", "HEAD"], &env);
-    git_output(&root, &["add", "--all", "."], &env);
-    let tree = git_output(&root, &["write-tree"], &env);
-    if tree == git_output(&root, &["rev-parse", "HEAD^{tree}"], &[]) {
-        return head;
-    }
-    let mut args = AUTHOR.to_vec();
-    args.extend([
-        "commit-tree",
-        &tree,
-        "-p",
-        &head,
-        "-m",
-        "rehearsal: the working tree under test",
-    ]);
-    git_output(&root, &args, &[])
+    rehearse::source::snapshot_working_tree(&e2e::repo_root(), None)
+        .expect("a snapshot of the working tree")
+        .commit
 }
 
 /// Options that rehearse this repository's commit under test.

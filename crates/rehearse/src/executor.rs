@@ -4,7 +4,7 @@
 //! of its AWS action type.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,8 +16,10 @@ use tokio::sync::Mutex;
 use crate::endpoint::Endpoint;
 use crate::ids;
 use crate::lock::{LockError, WorkDirLock};
-use crate::report::{ActionReport, FailedAction, Printer, RunReport, StageReport, Status, millis};
-use crate::source::{self, SourceError};
+use crate::report::{
+    ActionReport, FailedAction, Printer, Rehearsed, RunReport, StageReport, Status, files, millis,
+};
+use crate::source::{self, Snapshot, SourceError};
 use crate::stack::{self, DeployError, Deployer, Locals, ResourceValues};
 use crate::world::{AsyncFailure, JobResult, World};
 
@@ -49,6 +51,12 @@ pub struct Options {
     /// Ask on the terminal at manual approvals (the CLI sets it when stdin
     /// is a terminal); without it and without `approve` an approval fails.
     pub prompt: bool,
+    /// Rehearse the working tree as it is (a snapshot commit of HEAD and
+    /// the uncommitted changes) instead of a commit; `rev` is then unused.
+    pub working_tree: bool,
+    /// How often a long action (the build, a gate waiting for its job's
+    /// result) prints a progress line.
+    pub progress_interval: Duration,
     /// Progress lines on stdout.
     pub printer: Printer,
 }
@@ -70,6 +78,8 @@ impl Options {
             work_dir: repo.join(".rehearsal"),
             tools_dir: tools.is_dir().then_some(tools),
             prompt: false,
+            working_tree: false,
+            progress_interval: Duration::from_secs(10),
             printer: Printer::default(),
             repo,
         }
@@ -270,6 +280,8 @@ pub struct Rehearsal {
     endpoint: Endpoint,
     deployer: Arc<Deployer>,
     change_sets: Mutex<BTreeMap<String, ChangeSet>>,
+    /// Working tree snapshots made by [`Rehearsal::source_commit`], by commit.
+    snapshots: std::sync::Mutex<BTreeMap<String, Snapshot>>,
     _lock: WorkDirLock,
 }
 
@@ -296,6 +308,7 @@ impl Rehearsal {
             endpoint,
             deployer,
             change_sets: Mutex::new(BTreeMap::new()),
+            snapshots: std::sync::Mutex::new(BTreeMap::new()),
             _lock: lock,
         })
     }
@@ -320,10 +333,22 @@ impl Rehearsal {
         self.deployer.shutdown().await;
     }
 
-    /// The commit a run takes: `--rev`, or the tip of the branch the
+    /// The commit a run takes: with `working_tree`, a snapshot commit of
+    /// the working tree; otherwise `--rev`, or the tip of the branch the
     /// Source action names.
     pub fn source_commit(&self) -> Result<String, RehearsalError> {
         let repo = &self.options.repo;
+        if self.options.working_tree {
+            let snapshot = source::snapshot_working_tree(repo, self.work_dir_in_repo().as_deref())?;
+            let commit = snapshot.commit.clone();
+            if snapshot.changed_files > 0 {
+                self.snapshots
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .insert(commit.clone(), snapshot);
+            }
+            return Ok(commit);
+        }
         if let Some(rev) = &self.options.rev {
             return Ok(source::resolve_commit(repo, rev)?);
         }
@@ -351,6 +376,22 @@ impl Rehearsal {
                 repo: repo.display().to_string(),
             }
         })
+    }
+
+    /// The work directory relative to the repository when it is inside it
+    /// (the default `.rehearsal`), so its files never count as changes.
+    fn work_dir_in_repo(&self) -> Option<PathBuf> {
+        let (repo, work_dir) = (&self.options.repo, &self.options.work_dir);
+        let relative = match work_dir.strip_prefix(repo) {
+            Ok(relative) => relative.to_path_buf(),
+            Err(_) => {
+                let repo = repo.canonicalize().ok()?;
+                let work_dir = work_dir.canonicalize().ok()?;
+                work_dir.strip_prefix(repo).ok()?.to_path_buf()
+            }
+        };
+        // The repository itself as the work directory excludes nothing.
+        (relative != Path::new("")).then_some(relative)
     }
 
     /// pipeline.yaml at `commit`: the pipeline (conditions and parameters
@@ -403,9 +444,37 @@ impl Rehearsal {
         let started = Instant::now();
         let (pipeline, locals) = self.read_pipeline(commit)?;
         let printer = &self.options.printer;
-        let subject = source::subject(&self.options.repo, commit);
         let pipeline_name = pipeline.logical_id().to_string();
-        printer.run_start(&pipeline_name, commit, &subject);
+        let snapshot = self
+            .snapshots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(commit)
+            .cloned();
+        let rehearsed = match snapshot {
+            Some(s) => Rehearsed::WorkingTree {
+                head: s.head,
+                changed_files: s.changed_files,
+            },
+            None => Rehearsed::Commit,
+        };
+        let subject = match &rehearsed {
+            Rehearsed::WorkingTree { head, .. } => source::subject(&self.options.repo, head),
+            Rehearsed::Commit => source::subject(&self.options.repo, commit),
+        };
+        printer.run_start(&pipeline_name, commit, &rehearsed, &subject);
+        if rehearsed == Rehearsed::Commit
+            && let Ok(changed) =
+                source::changed_files(&self.options.repo, self.work_dir_in_repo().as_deref())
+            && changed > 0
+        {
+            printer.note(&format!(
+                "{} in {} {} uncommitted changes; not rehearsed: the rehearsal checks out the commit (pass --working-tree to rehearse the working tree as it is)",
+                files(changed),
+                self.options.repo.display(),
+                if changed == 1 { "has" } else { "have" },
+            ));
+        }
 
         let run_id = format!(
             "{}-{}",
@@ -494,6 +563,7 @@ impl Rehearsal {
         let report = RunReport {
             pipeline: pipeline_name,
             commit: commit.to_string(),
+            rehearsed,
             subject,
             status: if failed_action.is_some() {
                 Status::Failed
@@ -524,7 +594,7 @@ impl Rehearsal {
             ("Source", "CodeCommit" | "CodeStarSourceConnection") => self.source(action, state),
             ("Build", "CodeBuild") => self.build(stage, action, state).await,
             ("Deploy", "CloudFormation") => self.deploy(action, locals, state).await,
-            ("Invoke", "Lambda") => self.invoke(action, locals).await,
+            ("Invoke", "Lambda") => self.invoke(stage, action, locals).await,
             ("Approval", "Manual") => self.approve(action, locals).await,
             _ => Err(ActionError::Unsupported {
                 category: action.category.as_str().to_string(),
@@ -606,7 +676,7 @@ impl Rehearsal {
                 source,
             })
         };
-        let status = tokio::process::Command::new("bash")
+        let mut child = tokio::process::Command::new("bash")
             .arg(&script)
             .args(["--arch", &self.options.arch, "--out"])
             .arg(&out)
@@ -628,12 +698,30 @@ impl Rehearsal {
                     })?,
             )
             .kill_on_drop(true)
-            .status()
-            .await
+            .spawn()
             .map_err(|source| ActionError::BuildStart {
                 script: script.display().to_string(),
                 source,
             })?;
+        let started = Instant::now();
+        let mut progress = progress_ticks(self.options.progress_interval);
+        let status = loop {
+            tokio::select! {
+                status = child.wait() => break status.map_err(|source| ActionError::BuildStart {
+                    script: script.display().to_string(),
+                    source,
+                })?,
+                _ = progress.tick() => {
+                    let text = std::fs::read_to_string(&log).unwrap_or_default();
+                    self.options.printer.note(&format!(
+                        "{stage}/{}: building for {}{}",
+                        action.name,
+                        whole_seconds(started.elapsed()),
+                        build_progress(&text)
+                    ));
+                }
+            }
+        };
         if !status.success() {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
@@ -778,7 +866,7 @@ impl Rehearsal {
         }
     }
 
-    async fn invoke(&self, action: &Action, locals: &Locals) -> ActionResult {
+    async fn invoke(&self, stage: &str, action: &Action, locals: &Locals) -> ActionResult {
         let name = self.required(action, locals, "FunctionName")?;
         let user_parameters = self.config_string(action, locals, "UserParameters")?;
         let function = self
@@ -800,10 +888,19 @@ impl Rehearsal {
         });
         let deadline = tokio::time::sleep(self.options.job_timeout);
         tokio::pin!(deadline);
+        let mut progress = progress_ticks(self.options.progress_interval);
         let mut invocation_done = false;
         let outcome = loop {
             tokio::select! {
                 reported = &mut result => break reported.ok(),
+                _ = progress.tick() => {
+                    self.options.printer.note(&format!(
+                        "{stage}/{}: waiting for job {job_id}'s result from {name} for {} (deadline {})",
+                        action.name,
+                        whole_seconds(started.elapsed()),
+                        whole_seconds(self.options.job_timeout),
+                    ));
+                }
                 finished = &mut invocation, if !invocation_done => {
                     invocation_done = true;
                     let error = match finished {
@@ -880,6 +977,48 @@ impl Rehearsal {
             _ => Err(ActionError::Rejected),
         }
     }
+}
+
+/// Ticks every `interval`, the first one an interval from now; a late tick
+/// is not made up for.
+fn progress_ticks(interval: Duration) -> tokio::time::Interval {
+    let interval = interval.max(Duration::from_millis(100));
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks
+}
+
+/// "42 s" (or "2.5 s" under ten seconds), for progress lines.
+fn whole_seconds(elapsed: Duration) -> String {
+    let seconds = elapsed.as_secs_f64();
+    if seconds < 10.0 {
+        format!("{seconds:.1} s")
+    } else {
+        format!("{} s", elapsed.as_secs())
+    }
+}
+
+/// What the build log says the build is doing: its last `build.sh:` line
+/// (the function being built) and cargo's latest `Compiling` line.
+pub fn build_progress(log: &str) -> String {
+    let mut text = String::new();
+    if let Some(step) = log
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with("build.sh: "))
+    {
+        text += &format!("; {step}");
+    }
+    if let Some(crate_line) = log.lines().rev().find_map(|l| {
+        let line = l.trim();
+        let rest = line.strip_prefix("Compiling ")?;
+        // "Compiling serde v1.0.219 (/path)": the crate and its version.
+        Some(rest.split(" (").next().unwrap_or(rest).to_string())
+    }) {
+        text += &format!("; cargo: Compiling {crate_line}");
+    }
+    text
 }
 
 /// A change set created by `CHANGE_SET_REPLACE`: template and parameters.
@@ -1019,6 +1158,23 @@ pub fn job_event(
 mod tests {
     use super::*;
     use aws_lambda_events::event::codepipeline_job::CodePipelineJobEvent;
+
+    #[test]
+    fn build_progress_names_the_last_build_step_and_the_last_compiled_crate() {
+        let log = "build.sh: building a b for x86_64 (profile rehearsal)\n\
+                   build.sh: building function b (2 of 2)\n\
+                   \x20  Compiling serde v1.0.219\n\
+                   \x20  Compiling time-service v0.1.0 (/work/functions/time-service)\n";
+        assert_eq!(
+            build_progress(log),
+            "; build.sh: building function b (2 of 2); cargo: Compiling time-service v0.1.0"
+        );
+    }
+
+    #[test]
+    fn build_progress_of_an_empty_log_says_nothing_more() {
+        assert_eq!(build_progress(""), "");
+    }
 
     #[test]
     fn parameter_overrides_are_a_json_object_of_strings() {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use rehearse::report::Printer;
+use rehearse::report::{Printer, StagesStayUp};
 use rehearse::{Options, Rehearsal, RunReport};
 
 /// Rehearse the CodePipeline pipeline of pipeline.yaml locally: Source, Build,
@@ -25,6 +25,9 @@ struct Cli {
     /// Keep running and rehearse every new commit on the branch, as a push would start the pipeline.
     #[arg(long)]
     watch: bool,
+    /// Rehearse the working tree as it is (uncommitted changes and new files included) instead of a commit.
+    #[arg(long, conflicts_with_all = ["watch", "rev"])]
+    working_tree: bool,
     /// Approve manual approval actions without asking.
     #[arg(long)]
     approve: bool,
@@ -58,6 +61,9 @@ struct Cli {
     /// The pinned tools scripts/build.sh needs (default: <repo>/.tools, from scripts/setup-tools.sh).
     #[arg(long)]
     tools_dir: Option<PathBuf>,
+    /// Seconds between progress lines of a long action (the build, a gate waiting for its job's result).
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS", value_parser = parse_seconds)]
+    progress_interval: f64,
     /// Seconds between checks for new commits with --watch.
     #[arg(long, default_value_t = 2)]
     poll_interval: u64,
@@ -70,6 +76,15 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| format!("{text:?} is not NAME=VALUE"))
+}
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds >= 0.1 => Ok(seconds),
+        _ => Err(format!(
+            "{text:?} is not a number of seconds of at least 0.1"
+        )),
+    }
 }
 
 fn repository_root() -> PathBuf {
@@ -106,6 +121,8 @@ async fn main() -> ExitCode {
     options.pipeline_file = cli.pipeline.clone();
     options.parameters = cli.parameters.iter().cloned().collect::<BTreeMap<_, _>>();
     options.approve = cli.approve;
+    options.working_tree = cli.working_tree;
+    options.progress_interval = Duration::from_secs_f64(cli.progress_interval);
     options.until = cli.until.clone();
     options.job_timeout = Duration::from_secs(cli.job_timeout);
     if let Some(arch) = &cli.arch {
@@ -144,7 +161,12 @@ async fn main() -> ExitCode {
         if last_commit.as_deref() != Some(commit.as_str()) {
             match rehearsal.run(&commit).await {
                 Ok(report) => {
-                    Printer::default().summary(&report);
+                    let stay_up = if cli.keep || cli.watch {
+                        StagesStayUp::Yes
+                    } else {
+                        StagesStayUp::No
+                    };
+                    Printer::default().summary(&report, stay_up);
                     if let Some(path) = &cli.json
                         && let Err(e) = write_json(path, &report)
                     {

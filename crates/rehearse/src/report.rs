@@ -69,12 +69,66 @@ pub struct FailedAction {
     pub error: Option<Arc<ActionError>>,
 }
 
+/// What a run rehearsed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum Rehearsed {
+    /// The commit, as checked in.
+    Commit,
+    /// `--working-tree`: a snapshot commit of `head` plus the working
+    /// tree's uncommitted changes.
+    #[serde(rename_all = "camelCase")]
+    WorkingTree { head: String, changed_files: usize },
+}
+
+impl Rehearsed {
+    /// How the header names what is rehearsed.
+    /// (`commit` itself is in the JSON result.)
+    pub fn describe(&self, commit: &str) -> String {
+        match self {
+            Rehearsed::Commit => short(commit).to_string(),
+            Rehearsed::WorkingTree {
+                head,
+                changed_files,
+            } => format!(
+                "working tree snapshot of {} + {}",
+                short(head),
+                changed(*changed_files)
+            ),
+        }
+    }
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
+/// "1 file", "3 files".
+pub fn files(count: usize) -> String {
+    if count == 1 {
+        "1 file".to_string()
+    } else {
+        format!("{count} files")
+    }
+}
+
+fn changed(count: usize) -> String {
+    if count == 1 {
+        "1 changed file".to_string()
+    } else {
+        format!("{count} changed files")
+    }
+}
+
 /// The result of one pipeline execution.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunReport {
     pub pipeline: String,
     pub commit: String,
+    /// Whether `commit` is a commit of the repository or a snapshot of its
+    /// working tree (`--working-tree`).
+    pub rehearsed: Rehearsed,
     pub subject: String,
     pub status: Status,
     pub duration_ms: u64,
@@ -126,11 +180,11 @@ impl Printer {
         }
     }
 
-    pub fn run_start(&self, pipeline: &str, commit: &str, subject: &str) {
+    pub fn run_start(&self, pipeline: &str, commit: &str, rehearsed: &Rehearsed, subject: &str) {
         self.line(&format!(
             "[{}] Rehearsing pipeline {pipeline} at {} ({subject})",
             clock(),
-            &commit[..commit.len().min(12)]
+            rehearsed.describe(commit)
         ));
     }
 
@@ -177,47 +231,72 @@ impl Printer {
     }
 
     /// The final table, the failure and the URLs.
-    pub fn summary(&self, report: &RunReport) {
-        let width = report
-            .stages
-            .iter()
-            .map(|s| s.name.len())
-            .max()
-            .unwrap_or(5)
-            .max(5);
-        let mut text = format!("\n{:<width$}  {:<10}  {:>8}\n", "Stage", "Result", "Time");
-        for stage in &report.stages {
-            text += &format!(
-                "{:<width$}  {:<10}  {:>8}\n",
-                stage.name,
-                stage.status.label(),
-                if stage.status == Status::NotRun {
-                    "-".to_string()
-                } else {
-                    seconds(stage.duration_ms)
-                }
-            );
-        }
+    pub fn summary(&self, report: &RunReport, stages_stay_up: StagesStayUp) {
+        self.line(summary_text(report, stages_stay_up).trim_end());
+    }
+}
+
+/// Whether the deployed stages outlive the summary: with `--keep` or
+/// `--watch` they do; otherwise the command stops them as it exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StagesStayUp {
+    Yes,
+    No,
+}
+
+/// The final table, the failure, and the stages' URLs while they run (or
+/// that they stop with the command).
+pub fn summary_text(report: &RunReport, stages_stay_up: StagesStayUp) -> String {
+    let width = report
+        .stages
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let mut text = format!("\n{:<width$}  {:<10}  {:>8}\n", "Stage", "Result", "Time");
+    for stage in &report.stages {
         text += &format!(
             "{:<width$}  {:<10}  {:>8}\n",
-            "Total",
-            report.status.label(),
-            seconds(report.duration_ms)
+            stage.name,
+            stage.status.label(),
+            if stage.status == Status::NotRun {
+                "-".to_string()
+            } else {
+                seconds(stage.duration_ms)
+            }
         );
-        if let Some(failed) = &report.failed_action {
-            text += &format!(
-                "\nFAILED: {}/{}: {}\n",
-                failed.stage, failed.action, failed.reason
-            );
-        }
-        if !report.urls.is_empty() {
-            text += "\nRunning stages:\n";
-            for (stack, url) in &report.urls {
-                text += &format!("  {stack:<24} {url}\n");
+    }
+    text += &format!(
+        "{:<width$}  {:<10}  {:>8}\n",
+        "Total",
+        report.status.label(),
+        seconds(report.duration_ms)
+    );
+    if let Some(failed) = &report.failed_action {
+        text += &format!(
+            "\nFAILED: {}/{}: {}\n",
+            failed.stage, failed.action, failed.reason
+        );
+    }
+    if !report.urls.is_empty() {
+        match stages_stay_up {
+            StagesStayUp::Yes => {
+                text += "\nRunning stages:\n";
+                for (stack, url) in &report.urls {
+                    text += &format!("  {stack:<24} {url}\n");
+                }
+            }
+            StagesStayUp::No => {
+                let stacks: Vec<&str> = report.urls.keys().map(String::as_str).collect();
+                text += &format!(
+                    "\nStages deployed ({}) stop when this command exits; pass --keep to leave them running until Ctrl-C.\n",
+                    stacks.join(", ")
+                );
             }
         }
-        self.line(text.trim_end());
     }
+    text
 }
 
 #[cfg(test)]
@@ -228,6 +307,7 @@ mod tests {
         RunReport {
             pipeline: "Pipeline".into(),
             commit: "abc".into(),
+            rehearsed: Rehearsed::Commit,
             subject: "s".into(),
             status: Status::Failed,
             duration_ms: 1500,
@@ -269,5 +349,42 @@ mod tests {
         assert_eq!(json["stages"][0]["actions"][0]["durationMs"], 40);
         assert_eq!(json["urls"]["svc-beta"], "http://127.0.0.1:1/");
         assert!(json.get("stoppedBefore").is_none());
+    }
+
+    #[test]
+    fn the_summary_lists_running_stages_with_their_urls_when_they_stay_up() {
+        let text = summary_text(&report(), StagesStayUp::Yes);
+        assert!(
+            text.contains("Running stages:\n  svc-beta                 http://127.0.0.1:1/"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_summary_says_the_stages_stop_with_the_command_unless_kept() {
+        let text = summary_text(&report(), StagesStayUp::No);
+        assert!(!text.contains("Running stages"), "{text}");
+        assert!(!text.contains("http://127.0.0.1:1/"), "{text}");
+        assert!(
+            text.contains("Stages deployed (svc-beta) stop when this command exits; pass --keep"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_json_result_says_a_working_tree_snapshot_was_rehearsed() {
+        let mut report = report();
+        report.rehearsed = Rehearsed::WorkingTree {
+            head: "0123456789abcdef".into(),
+            changed_files: 2,
+        };
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["rehearsed"]["kind"], "workingTree");
+        assert_eq!(json["rehearsed"]["head"], "0123456789abcdef");
+        assert_eq!(json["rehearsed"]["changedFiles"], 2);
+        assert_eq!(
+            report.rehearsed.describe(&report.commit),
+            "working tree snapshot of 0123456789ab + 2 changed files"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The Source action: a commit of a local git repository, checked out clean.
 //!
-//! The commit's tree comes from `git archive` (so never an uncommitted file)
+//! The commit's tree comes from `git archive` (so never an uncommitted file;
+//! `--working-tree` rehearses a [`snapshot_working_tree`] commit instead)
 //! and is synchronised into a checkout directory that is reused between
 //! runs: files whose content did not change are left alone, keeping their
 //! timestamps, so cargo's incremental build of the checkout stays warm;
@@ -25,6 +26,10 @@ pub enum SourceError {
         "{rev} is not a commit of {repo}; pass --rev with a commit, tag or branch that exists there"
     )]
     UnknownRevision { repo: String, rev: String },
+    #[error(
+        "cannot snapshot the working tree of {repo}: {stderr}; commit the changes and rehearse without --working-tree"
+    )]
+    Snapshot { repo: String, stderr: String },
     #[error("{file} is not in commit {commit} of {repo}")]
     MissingFile {
         repo: String,
@@ -74,6 +79,145 @@ pub fn show_file(repo: &Path, commit: &str, file: &str) -> Result<String, Source
         commit: commit.to_string(),
         file: file.to_string(),
     })
+}
+
+/// The pathspecs of the whole working tree but `excluded` (a directory
+/// relative to `repo`, such as a work directory inside it).
+fn pathspecs(excluded: Option<&Path>) -> Vec<String> {
+    let mut specs = vec![":/".to_string()];
+    if let Some(dir) = excluded {
+        specs.push(format!(":(exclude){}", dir.display()));
+    }
+    specs
+}
+
+/// How many files of `repo`'s working tree differ from HEAD: tracked files
+/// modified or staged, and untracked files that are not ignored; files
+/// under `excluded` (relative to `repo`) do not count.
+pub fn changed_files(repo: &Path, excluded: Option<&Path>) -> Result<usize, SourceError> {
+    let mut args = vec![
+        "status".to_string(),
+        "--porcelain=v1".to_string(),
+        "-z".to_string(),
+        "--untracked-files=all".to_string(),
+        "--".to_string(),
+    ];
+    args.extend(pathspecs(excluded));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let status = git(repo, &args)?;
+    // -z: one NUL-terminated entry per file; a rename adds its old path as
+    // a second entry, which is not another changed file.
+    let mut count = 0;
+    let mut entries = status.split('\0').filter(|e| !e.is_empty());
+    while let Some(entry) = entries.next() {
+        count += 1;
+        if entry.starts_with('R') || entry.starts_with('C') {
+            entries.next();
+        }
+    }
+    Ok(count)
+}
+
+/// A commit holding `repo`'s working tree as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The snapshot commit (HEAD itself when nothing is changed).
+    pub commit: String,
+    /// The commit the working tree is checked out from.
+    pub head: String,
+    /// Files that differ from HEAD (see [`changed_files`]).
+    pub changed_files: usize,
+}
+
+/// Commits `repo`'s working tree as it is (tracked files with their
+/// uncommitted changes, and untracked files that are not ignored) on top of
+/// HEAD, like `git stash create`: through a temporary index, so no branch,
+/// index, stash or file of the user's changes. The commit is reachable from
+/// no ref; git collects it eventually. When nothing differs from HEAD, the
+/// snapshot is HEAD. Files under `excluded` (relative to `repo`) are left
+/// out.
+pub fn snapshot_working_tree(
+    repo: &Path,
+    excluded: Option<&Path>,
+) -> Result<Snapshot, SourceError> {
+    let head = resolve_commit(repo, "HEAD")?;
+    let changed_files = changed_files(repo, excluded)?;
+    if changed_files == 0 {
+        return Ok(Snapshot {
+            commit: head.clone(),
+            head,
+            changed_files,
+        });
+    }
+    let index = std::env::temp_dir().join(format!("rehearse-index-{}", crate::ids::uuid()));
+    let result = snapshot_with_index(repo, &head, &index, excluded);
+    let _ = std::fs::remove_file(&index);
+    let commit = result.map_err(|e| SourceError::Snapshot {
+        repo: repo.display().to_string(),
+        stderr: e.to_string(),
+    })?;
+    // Changes that cancel out (a staged edit undone in the file) leave
+    // HEAD's tree: nothing to snapshot.
+    let Some(commit) = commit else {
+        return Ok(Snapshot {
+            commit: head.clone(),
+            head,
+            changed_files: 0,
+        });
+    };
+    Ok(Snapshot {
+        commit,
+        head,
+        changed_files,
+    })
+}
+
+fn snapshot_with_index(
+    repo: &Path,
+    head: &str,
+    index: &Path,
+    excluded: Option<&Path>,
+) -> Result<Option<String>, SourceError> {
+    let run = |args: &[&str]| {
+        let output = Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(args)
+            .env("GIT_INDEX_FILE", index)
+            // The snapshot's author is the rehearsal, whatever git's
+            // configuration holds (or lacks).
+            .env("GIT_AUTHOR_NAME", "cargo rehearse")
+            .env("GIT_AUTHOR_EMAIL", "rehearse@localhost")
+            .env("GIT_COMMITTER_NAME", "cargo rehearse")
+            .env("GIT_COMMITTER_EMAIL", "rehearse@localhost")
+            .output()
+            .map_err(SourceError::Git)?;
+        if !output.status.success() {
+            return Err(SourceError::Failed {
+                args: args.join(" "),
+                dir: repo.display().to_string(),
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+    };
+    run(&["read-tree", head])?;
+    let mut add = vec!["add".to_string(), "--all".to_string(), "--".to_string()];
+    add.extend(pathspecs(excluded));
+    run(&add.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let tree = run(&["write-tree"])?;
+    if tree == run(&["rev-parse", &format!("{head}^{{tree}}")])? {
+        return Ok(None);
+    }
+    run(&[
+        "commit-tree",
+        &tree,
+        "-p",
+        head,
+        "-m",
+        "cargo rehearse: snapshot of the working tree",
+    ])
+    .map(Some)
 }
 
 /// The first line of a commit's message, for the report.
@@ -257,5 +401,62 @@ mod tests {
         let (repo, _) = repo_with_commit();
         let err = resolve_commit(repo.path(), "nope").unwrap_err();
         assert!(err.to_string().contains("nope is not a commit"), "{err}");
+    }
+
+    #[test]
+    fn changed_files_counts_modified_staged_and_untracked_files_but_not_ignored_ones() {
+        let (repo, _) = repo_with_commit();
+        let root = repo.path();
+        std::fs::write(root.join("a.txt"), "edited").unwrap();
+        std::fs::write(root.join("staged.txt"), "staged").unwrap();
+        git(root, &["add", "staged.txt"]).unwrap();
+        std::fs::create_dir_all(root.join("new")).unwrap();
+        std::fs::write(root.join("new/one.txt"), "1").unwrap();
+        std::fs::write(root.join("new/two.txt"), "2").unwrap();
+        std::fs::write(root.join(".gitignore"), "ignored.txt\n").unwrap();
+        std::fs::write(root.join("ignored.txt"), "ignored").unwrap();
+        // a.txt, staged.txt, new/one.txt, new/two.txt, .gitignore
+        assert_eq!(changed_files(root, None).unwrap(), 5);
+    }
+
+    #[test]
+    fn changed_files_leaves_out_the_excluded_directory() {
+        let (repo, _) = repo_with_commit();
+        std::fs::create_dir_all(repo.path().join(".rehearsal")).unwrap();
+        std::fs::write(repo.path().join(".rehearsal/rehearsal.lock"), "").unwrap();
+        assert_eq!(
+            changed_files(repo.path(), Some(Path::new(".rehearsal"))).unwrap(),
+            0
+        );
+    }
+
+    #[test]
+    fn a_snapshot_of_an_unchanged_working_tree_is_head() {
+        let (repo, commit) = repo_with_commit();
+        let snapshot = snapshot_working_tree(repo.path(), None).unwrap();
+        assert_eq!(
+            snapshot,
+            Snapshot {
+                commit: commit.clone(),
+                head: commit,
+                changed_files: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_snapshot_holds_the_working_tree_on_top_of_head() {
+        let (repo, commit) = repo_with_commit();
+        std::fs::write(repo.path().join("a.txt"), "uncommitted edit").unwrap();
+        let snapshot = snapshot_working_tree(repo.path(), None).unwrap();
+        assert_eq!(snapshot.changed_files, 1);
+        assert_eq!(
+            show_file(repo.path(), &snapshot.commit, "a.txt").unwrap(),
+            "uncommitted edit"
+        );
+        assert_eq!(
+            resolve_commit(repo.path(), &format!("{}^", snapshot.commit)).unwrap(),
+            commit
+        );
     }
 }

@@ -420,6 +420,152 @@ async fn uncommitted_changes_are_not_rehearsed() {
     rehearsal.shutdown().await;
 }
 
+/// What a rehearsal must leave as it was in the user's repository.
+#[derive(Debug, PartialEq)]
+struct UserState {
+    branch: String,
+    head: String,
+    main: String,
+    index_tree: String,
+    staged: String,
+    stash: String,
+    status: String,
+}
+
+fn git_output(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn user_state(repo: &Path) -> UserState {
+    UserState {
+        branch: git_output(repo, &["symbolic-ref", "HEAD"]),
+        head: git_output(repo, &["rev-parse", "HEAD"]),
+        main: git_output(repo, &["rev-parse", "refs/heads/main"]),
+        index_tree: git_output(repo, &["write-tree"]),
+        staged: git_output(repo, &["diff", "--cached"]),
+        stash: git_output(repo, &["stash", "list"]),
+        // The work directory (.rehearsal) is the rehearsal's own.
+        status: git_output(
+            repo,
+            &[
+                "status",
+                "--porcelain",
+                "--untracked-files=all",
+                "--",
+                ".",
+                ":(exclude).rehearsal",
+            ],
+        ),
+    }
+}
+
+/// An uncommitted build script that fails the Build when it is rehearsed.
+const FAILING_BUILD: &str = "#!/bin/sh\necho 'the uncommitted build ran'\nexit 1\n";
+
+#[tokio::test]
+async fn with_working_tree_an_uncommitted_change_is_rehearsed() {
+    let repo = repository(PIPELINE);
+    std::fs::write(repo.path().join("scripts/build.sh"), FAILING_BUILD).unwrap();
+    let mut options = options(repo.path());
+    options.working_tree = true;
+    let (rehearsal, report) = rehearse(options).await;
+    let (action, error) = failed_with(&report);
+    assert_eq!(action, "Build/Build");
+    assert!(
+        matches!(error, ActionError::Build { tail, .. } if tail.contains("the uncommitted build ran")),
+        "{error:?}"
+    );
+    rehearsal.shutdown().await;
+}
+
+#[tokio::test]
+async fn with_working_tree_a_new_untracked_file_is_rehearsed() {
+    let repo = repository(PIPELINE);
+    let build = std::fs::read_to_string(repo.path().join("scripts/build.sh")).unwrap();
+    std::fs::write(
+        repo.path().join("scripts/build.sh"),
+        build.replace("set -e\n", "set -e\n. scripts/extra.sh\n"),
+    )
+    .unwrap();
+    std::fs::write(repo.path().join("scripts/extra.sh"), "exit 3\n").unwrap();
+    let mut options = options(repo.path());
+    options.working_tree = true;
+    let (rehearsal, report) = rehearse(options).await;
+    assert!(
+        failure(&report).starts_with("Build/Build: build failed (exit status: 3)"),
+        "{}",
+        failure(&report)
+    );
+    rehearsal.shutdown().await;
+}
+
+#[tokio::test]
+async fn rehearsing_the_working_tree_leaves_branch_head_index_stash_and_files_alone() {
+    let repo = repository(PIPELINE);
+    let root = repo.path();
+    std::fs::write(root.join("stashed.txt"), "stashed").unwrap();
+    git(root, &["add", "stashed.txt"]);
+    git(root, &["stash", "push", "-q", "-m", "the user's stash"]);
+    std::fs::write(root.join("staged.txt"), "staged").unwrap();
+    git(root, &["add", "staged.txt"]);
+    std::fs::write(root.join("app.yaml"), format!("{APP}# unstaged\n")).unwrap();
+    std::fs::write(root.join("untracked.txt"), "new").unwrap();
+    let before = user_state(root);
+    let mut options = options(root);
+    options.working_tree = true;
+    let (rehearsal, report) = rehearse(options).await;
+    assert!(report.succeeded(), "{report:#?}");
+    assert_ne!(
+        report.commit,
+        before.head.trim(),
+        "a snapshot was rehearsed"
+    );
+    rehearsal.shutdown().await;
+    assert_eq!(user_state(root), before);
+    assert_eq!(
+        std::fs::read_to_string(root.join("app.yaml")).unwrap(),
+        format!("{APP}# unstaged\n")
+    );
+}
+
+#[tokio::test]
+async fn the_working_tree_snapshot_holds_the_changes_and_not_the_work_dir() {
+    let repo = repository(PIPELINE);
+    let root = repo.path();
+    std::fs::write(root.join("untracked.txt"), "new").unwrap();
+    let mut options = options(root);
+    options.working_tree = true;
+    let rehearsal = Rehearsal::start(options).await.unwrap();
+    let commit = rehearsal.source_commit().unwrap();
+    let files = git_output(root, &["ls-tree", "-r", "--name-only", &commit]);
+    assert!(files.lines().any(|f| f == "untracked.txt"), "{files}");
+    assert!(!files.contains(".rehearsal"), "{files}");
+    let parent = git_output(root, &["rev-parse", &format!("{commit}^")]);
+    assert_eq!(parent, git_output(root, &["rev-parse", "HEAD"]));
+}
+
+#[tokio::test]
+async fn with_working_tree_and_nothing_changed_head_is_rehearsed() {
+    let repo = repository(PIPELINE);
+    let mut options = options(repo.path());
+    options.working_tree = true;
+    let (rehearsal, report) = rehearse(options).await;
+    assert!(report.succeeded(), "{report:#?}");
+    assert_eq!(
+        report.commit,
+        git_output(repo.path(), &["rev-parse", "HEAD"]).trim()
+    );
+    assert_eq!(report.rehearsed, rehearse::report::Rehearsed::Commit);
+    rehearsal.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_missing_branch_is_an_error_suggesting_rev() {
     let repo = repository(PIPELINE);
@@ -568,4 +714,141 @@ fn the_cli_accepts_stage_conditions_and_gradual_deployments_and_says_they_are_no
         "{output}"
     );
     assert!(!output.contains("Prod: OnFailure"), "{output}");
+}
+
+#[test]
+fn the_cli_says_the_stages_stop_with_it_and_how_to_keep_them() {
+    let repo = repository(PIPELINE);
+    let (code, output) = cli(repo.path(), &["--approve"]);
+    assert_eq!(code, Some(0), "{output}");
+    assert!(!output.contains("Running stages"), "{output}");
+    assert!(
+        output.contains("Stages deployed (Svc-beta) stop when this command exits; pass --keep"),
+        "{output}"
+    );
+}
+
+#[test]
+fn the_cli_says_how_many_files_are_uncommitted_and_rehearses_the_commit() {
+    let repo = repository(PIPELINE);
+    std::fs::write(repo.path().join("scripts/build.sh"), FAILING_BUILD).unwrap();
+    std::fs::write(repo.path().join("notes.txt"), "new").unwrap();
+    let (code, output) = cli(repo.path(), &["--approve"]);
+    assert_eq!(code, Some(0), "{output}");
+    assert!(
+        output.contains("2 files in ")
+            && output.contains(" have uncommitted changes; not rehearsed"),
+        "{output}"
+    );
+    assert!(output.contains("--working-tree"), "{output}");
+}
+
+#[test]
+fn the_cli_says_nothing_of_uncommitted_files_when_there_are_none() {
+    let repo = repository(PIPELINE);
+    let (code, output) = cli(repo.path(), &["--approve"]);
+    assert_eq!(code, Some(0), "{output}");
+    assert!(!output.contains("uncommitted"), "{output}");
+}
+
+#[test]
+fn the_cli_names_the_working_tree_snapshot_in_its_header_and_json() {
+    let repo = repository(PIPELINE);
+    std::fs::write(repo.path().join("notes.txt"), "new").unwrap();
+    let head = git_output(repo.path(), &["rev-parse", "HEAD"]);
+    let out = tempfile::tempdir().unwrap();
+    let json = out.path().join("result.json");
+    let (code, output) = cli(
+        repo.path(),
+        &[
+            "--approve",
+            "--working-tree",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "{output}");
+    assert!(
+        output.contains(&format!(
+            "at working tree snapshot of {} + 1 changed file (pipeline under test)",
+            &head[..12]
+        )),
+        "{output}"
+    );
+    assert!(!output.contains("not rehearsed"), "{output}");
+    let result: Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    assert_eq!(result["rehearsed"]["kind"], "workingTree");
+    assert_eq!(result["rehearsed"]["head"], head.trim());
+    assert_eq!(result["rehearsed"]["changedFiles"], 1);
+    assert_ne!(result["commit"], head.trim());
+}
+
+#[test]
+fn the_cli_refuses_working_tree_with_watch() {
+    let repo = repository(PIPELINE);
+    let (code, output) = cli(repo.path(), &["--working-tree", "--watch"]);
+    assert_eq!(code, Some(2), "{output}");
+    assert!(
+        output.contains("'--working-tree' cannot be used with '--watch'"),
+        "{output}"
+    );
+}
+
+#[test]
+fn a_long_build_prints_progress_with_the_elapsed_time_and_the_last_compiled_crate() {
+    let repo = repository(PIPELINE);
+    let build = std::fs::read_to_string(repo.path().join("scripts/build.sh")).unwrap();
+    let slow = build.replace(
+        "OUT=$4\n",
+        "OUT=$4\necho 'build.sh: building function fake (1 of 1)'\necho '   Compiling fake-crate v0.1.0 (/src/fake)'\nsleep 1.5\n",
+    );
+    assert_ne!(slow, build);
+    std::fs::write(repo.path().join("scripts/build.sh"), slow).unwrap();
+    git(repo.path(), &["commit", "-qam", "a slow build"]);
+    let (code, output) = cli(repo.path(), &["--approve", "--progress-interval", "0.5"]);
+    assert_eq!(code, Some(0), "{output}");
+    let progress = output
+        .lines()
+        .find(|l| l.contains("Build/Build: building for "))
+        .unwrap_or_else(|| panic!("no progress line: {output}"));
+    assert!(
+        progress.contains(
+            " s; build.sh: building function fake (1 of 1); cargo: Compiling fake-crate v0.1.0"
+        ),
+        "{progress}"
+    );
+}
+
+#[test]
+fn a_quick_build_prints_no_progress_line() {
+    let repo = repository(PIPELINE);
+    let (code, output) = cli(repo.path(), &["--approve"]);
+    assert_eq!(code, Some(0), "{output}");
+    assert!(!output.contains("building for"), "{output}");
+}
+
+#[test]
+fn a_gate_waiting_longer_than_the_interval_prints_progress() {
+    let repo = repository(PIPELINE);
+    let (code, output) = cli(
+        repo.path(),
+        &[
+            "--approve",
+            "--job-timeout",
+            "2",
+            "--progress-interval",
+            "0.5",
+            "--parameter",
+            "Behaviour=never",
+        ],
+    );
+    assert_eq!(code, Some(1), "{output}");
+    assert!(
+        output
+            .lines()
+            .any(|l| l.contains("Beta/Gate: waiting for job ")
+                && l.contains("'s result from Svc_gate for ")
+                && l.ends_with("(deadline 2.0 s)")),
+        "{output}"
+    );
 }
