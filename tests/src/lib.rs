@@ -119,3 +119,19 @@ impl Drop for MotoServer {
         let _ = self.child.wait();
     }
 }
+
+/// IAM wildcard match: `*` any run of characters (none included), `?`
+/// exactly one. IAM compares action names case-insensitively and resource
+/// ARNs case-sensitively; fold `value` and `pattern` first for the former.
+pub fn iam_matches(pattern: &str, value: &str) -> bool {
+    fn go(p: &[u8], s: &[u8]) -> bool {
+        match (p.first(), s.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], s) || (!s.is_empty() && go(p, &s[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &s[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &s[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), value.as_bytes())
+}

@@ -400,20 +400,6 @@ fn old_artifacts_expire() {
         && r["NoncurrentVersionExpiration"]["NoncurrentDays"].is_u64()));
 }
 
-/// IAM-style match: `*` any run of characters, `?` one character.
-fn iam_matches(pattern: &str, arn: &str) -> bool {
-    fn go(p: &[u8], s: &[u8]) -> bool {
-        match (p.first(), s.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], s) || (!s.is_empty() && go(p, &s[1..])),
-            (Some(b'?'), Some(_)) => go(&p[1..], &s[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &s[1..]),
-            _ => false,
-        }
-    }
-    go(pattern.as_bytes(), arn.as_bytes())
-}
-
 /// Whether every action of a statement only reads (Describe*, Get*, List*).
 fn read_only(actions: &Value) -> bool {
     let actions: Vec<&str> = match actions {
@@ -479,7 +465,7 @@ fn deployments_cannot_touch_the_pipeline_stacks_own_roles_function_or_logs() {
         })
         .collect();
     assert!(
-        resources.iter().any(|p| iam_matches(
+        resources.iter().any(|p| e2e::iam_matches(
             p,
             "arn:aws:iam::123456789012:role/Clock-beta-TimeFunctionRole-ABC"
         )),
@@ -489,7 +475,7 @@ fn deployments_cannot_touch_the_pipeline_stacks_own_roles_function_or_logs() {
         // "*" grants (log deliveries) name no resource a deployment could change.
         for pattern in resources.iter().filter(|p| **p != "*") {
             assert!(
-                !iam_matches(pattern, arn),
+                !e2e::iam_matches(pattern, arn),
                 "DeployRole's {pattern} covers {arn}"
             );
         }
@@ -622,10 +608,12 @@ fn as_list(value: &Value) -> Vec<String> {
 fn grants(role: &str, action: &str, resource: &str) -> bool {
     role_statements(role).iter().any(|s| {
         s["Effect"] == "Allow"
-            && as_list(&s["Action"]).iter().any(|a| iam_matches(a, action))
+            && as_list(&s["Action"])
+                .iter()
+                .any(|a| e2e::iam_matches(a, action))
             && as_list(&s["Resource"])
                 .iter()
-                .any(|p| iam_matches(p, resource))
+                .any(|p| e2e::iam_matches(p, resource))
     })
 }
 

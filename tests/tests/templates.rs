@@ -420,7 +420,7 @@ fn overlaps(patterns: &[String], arns: &[String]) -> Vec<String> {
     let mut found = Vec::new();
     for p in patterns {
         for a in arns {
-            if sam::iam_matches(p, a) {
+            if e2e::iam_matches(p, a) {
                 found.push(format!("{p} matches {a}"));
             }
         }
@@ -479,7 +479,7 @@ fn the_deploy_role_reaches_every_function_role_log_group_alarm_and_application_o
     );
     for arn in arns {
         assert!(
-            patterns.iter().any(|p| sam::iam_matches(p, &arn)),
+            patterns.iter().any(|p| e2e::iam_matches(p, &arn)),
             "DeployRole cannot manage {arn}"
         );
     }

@@ -8,7 +8,7 @@
 //! - [`handler_permissions`] reads the permissions a resource type's
 //!   CloudFormation handlers declare, from the resource provider schemas
 //!   cfn-lint bundles.
-//! - [`iam_matches`] is IAM's wildcard match (`*`, `?`).
+//! - IAM's wildcard match is [`e2e::iam_matches`].
 
 #![allow(dead_code)] // each test binary uses its own part of this module
 
@@ -146,25 +146,9 @@ pub fn handler_permissions(resource_type: &str) -> BTreeMap<String, Vec<String>>
         .collect()
 }
 
-/// IAM wildcard match: `*` any run of characters (none included), `?`
-/// exactly one. IAM compares action names case-insensitively and resource
-/// ARNs case-sensitively; fold `value` and `pattern` first for the former.
-pub fn iam_matches(pattern: &str, value: &str) -> bool {
-    fn go(p: &[u8], s: &[u8]) -> bool {
-        match (p.first(), s.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], s) || (!s.is_empty() && go(p, &s[1..])),
-            (Some(b'?'), Some(_)) => go(&p[1..], &s[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &s[1..]),
-            _ => false,
-        }
-    }
-    go(pattern.as_bytes(), value.as_bytes())
-}
-
 /// Whether an IAM `Action` pattern allows `action` (case-insensitive).
 pub fn action_allowed(pattern: &str, action: &str) -> bool {
-    iam_matches(&pattern.to_ascii_lowercase(), &action.to_ascii_lowercase())
+    e2e::iam_matches(&pattern.to_ascii_lowercase(), &action.to_ascii_lowercase())
 }
 
 /// The values of a policy element that may be one string or a list.
