@@ -17,7 +17,8 @@ use crate::endpoint::Endpoint;
 use crate::ids;
 use crate::lock::{LockError, WorkDirLock};
 use crate::report::{
-    ActionReport, FailedAction, Printer, Rehearsed, RunReport, StageReport, Status, files, millis,
+    ActionReport, FailedAction, PlannedAction, PlannedStage, Printer, Rehearsed, RunReport,
+    StageReport, Status, files, millis,
 };
 use crate::source::{self, Snapshot, SourceError};
 use crate::stack::{self, DeployError, Deployer, Locals, ResourceValues};
@@ -462,7 +463,24 @@ impl Rehearsal {
             Rehearsed::WorkingTree { head, .. } => source::subject(&self.options.repo, head),
             Rehearsed::Commit => source::subject(&self.options.repo, commit),
         };
-        printer.run_start(&pipeline_name, commit, &rehearsed, &subject);
+        let plan = pipeline
+            .stages()
+            .iter()
+            .map(|stage| PlannedStage {
+                name: stage.name.clone(),
+                actions: stage
+                    .run_order_groups()
+                    .into_iter()
+                    .flatten()
+                    .map(|action| PlannedAction {
+                        name: action.name.clone(),
+                        provider: action.provider.clone(),
+                        run_order: action.run_order,
+                    })
+                    .collect(),
+            })
+            .collect();
+        printer.run_start(&pipeline_name, commit, &rehearsed, &subject, plan);
         if rehearsed == Rehearsed::Commit
             && let Ok(changed) =
                 source::changed_files(&self.options.repo, self.work_dir_in_repo().as_deref())
@@ -504,6 +522,7 @@ impl Rehearsal {
                 status: Status::NotRun,
                 duration_ms: 0,
                 actions: Vec::new(),
+                rolled_back: None,
             };
             if failed_action.is_some() || stopped_before.is_some() {
                 stages.push(not_run);
@@ -553,12 +572,15 @@ impl Rehearsal {
             } else {
                 Status::Succeeded
             };
-            stages.push(StageReport {
+            let report = StageReport {
                 name: stage.name.clone(),
                 status,
                 duration_ms: millis(stage_started.elapsed()),
                 actions,
-            });
+                rolled_back: None,
+            };
+            printer.stage_end(&report);
+            stages.push(report);
         }
         let report = RunReport {
             pipeline: pipeline_name,
@@ -576,6 +598,7 @@ impl Rehearsal {
             stopped_before,
             urls: self.urls().await,
         };
+        printer.run_end(&report);
         Ok(report)
     }
 
@@ -713,9 +736,8 @@ impl Rehearsal {
                 })?,
                 _ = progress.tick() => {
                     let text = std::fs::read_to_string(&log).unwrap_or_default();
-                    self.options.printer.note(&format!(
-                        "{stage}/{}: building for {}{}",
-                        action.name,
+                    self.options.printer.progress(stage, &action.name, &format!(
+                        "building for {}{}",
                         whole_seconds(started.elapsed()),
                         build_progress(&text)
                     ));
@@ -894,9 +916,8 @@ impl Rehearsal {
             tokio::select! {
                 reported = &mut result => break reported.ok(),
                 _ = progress.tick() => {
-                    self.options.printer.note(&format!(
-                        "{stage}/{}: waiting for job {job_id}'s result from {name} for {} (deadline {})",
-                        action.name,
+                    self.options.printer.progress(stage, &action.name, &format!(
+                        "waiting for job {job_id}'s result from {name} for {} (deadline {})",
                         whole_seconds(started.elapsed()),
                         whole_seconds(self.options.job_timeout),
                     ));

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
+use tokio::sync::broadcast;
 
 use crate::executor::ActionError;
 
@@ -55,6 +56,80 @@ pub struct StageReport {
     pub status: Status,
     pub duration_ms: u64,
     pub actions: Vec<ActionReport>,
+    /// A failed stage that rolled back (`OnFailure: ROLLBACK`, or an alarm
+    /// during its bake): what it runs again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rolled_back: Option<StageRollback>,
+}
+
+/// A stage's automatic rollback to its last successful release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StageRollback {
+    /// The commit the stage runs again (its last successful release).
+    pub to_commit: String,
+    /// Why it rolled back (the failed action, or the alarm that fired).
+    pub reason: String,
+}
+
+/// The stages and actions a run will go through, in order, before any runs
+/// (what a live view draws as pending).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedStage {
+    pub name: String,
+    pub actions: Vec<PlannedAction>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedAction {
+    pub name: String,
+    pub provider: String,
+    /// Actions with the same run order run in parallel.
+    pub run_order: u32,
+}
+
+/// What happens during a run, as it happens: the same facts as the printed
+/// lines, for views that draw them (the terminal's live view, the local
+/// console page). [`Printer`] sends each to its subscribers.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum Event {
+    #[serde(rename_all = "camelCase")]
+    RunStarted {
+        pipeline: String,
+        commit: String,
+        rehearsed: Rehearsed,
+        subject: String,
+        stages: Vec<PlannedStage>,
+    },
+    #[serde(rename_all = "camelCase")]
+    ActionStarted {
+        stage: String,
+        action: String,
+        provider: String,
+    },
+    /// A line about an action still running (a build's progress, a gate
+    /// waiting, a traffic shift).
+    #[serde(rename_all = "camelCase")]
+    ActionProgress {
+        stage: String,
+        action: String,
+        text: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    ActionEnded { stage: String, report: ActionReport },
+    /// A stage finished (its actions, and its rollback if it had one).
+    #[serde(rename_all = "camelCase")]
+    StageEnded { report: StageReport },
+    /// A line that belongs to no one action.
+    #[serde(rename_all = "camelCase")]
+    Note { text: String },
+    #[serde(rename_all = "camelCase")]
+    StoppedBefore { stage: String },
+    #[serde(rename_all = "camelCase")]
+    RunEnded { report: RunReport },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -164,14 +239,48 @@ fn clock() -> String {
     chrono::Local::now().format("%H:%M:%S").to_string()
 }
 
-/// Prints progress lines. Writes go to stdout (the rehearsal's output), so
-/// logs on stderr do not interleave with them in a pipe.
-#[derive(Debug, Clone, Default)]
+/// Prints progress lines and sends the same facts as [`Event`]s to its
+/// subscribers. Writes go to stdout (the rehearsal's output), so logs on
+/// stderr do not interleave with them in a pipe.
+#[derive(Debug, Clone)]
 pub struct Printer {
+    /// No lines on stdout (events are still sent).
     pub quiet: bool,
+    events: broadcast::Sender<Event>,
+}
+
+impl Default for Printer {
+    fn default() -> Self {
+        Self::new(false)
+    }
 }
 
 impl Printer {
+    /// How many events a slow subscriber may fall behind before it misses some.
+    const EVENT_BACKLOG: usize = 1024;
+
+    pub fn new(quiet: bool) -> Self {
+        Self {
+            quiet,
+            events: broadcast::channel(Self::EVENT_BACKLOG).0,
+        }
+    }
+
+    /// A printer that prints nothing (tests).
+    pub fn quiet() -> Self {
+        Self::new(true)
+    }
+
+    /// Every event from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    fn send(&self, event: Event) {
+        // No subscriber is not an error: the lines are the default view.
+        let _ = self.events.send(event);
+    }
+
     fn line(&self, text: &str) {
         if !self.quiet {
             let mut out = std::io::stdout().lock();
@@ -180,12 +289,26 @@ impl Printer {
         }
     }
 
-    pub fn run_start(&self, pipeline: &str, commit: &str, rehearsed: &Rehearsed, subject: &str) {
+    pub fn run_start(
+        &self,
+        pipeline: &str,
+        commit: &str,
+        rehearsed: &Rehearsed,
+        subject: &str,
+        stages: Vec<PlannedStage>,
+    ) {
         self.line(&format!(
             "[{}] Rehearsing pipeline {pipeline} at {} ({subject})",
             clock(),
             rehearsed.describe(commit)
         ));
+        self.send(Event::RunStarted {
+            pipeline: pipeline.to_string(),
+            commit: commit.to_string(),
+            rehearsed: rehearsed.clone(),
+            subject: subject.to_string(),
+            stages,
+        });
     }
 
     pub fn action_start(&self, stage: &str, action: &str, provider: &str) {
@@ -193,9 +316,49 @@ impl Printer {
             "[{}] ▶ {stage}/{action} ({provider}) started",
             clock()
         ));
+        self.send(Event::ActionStarted {
+            stage: stage.to_string(),
+            action: action.to_string(),
+            provider: provider.to_string(),
+        });
+    }
+
+    /// A line about the running action `stage`/`action`.
+    pub fn progress(&self, stage: &str, action: &str, text: &str) {
+        self.line(&format!("[{}]   {stage}/{action}: {text}", clock()));
+        self.send(Event::ActionProgress {
+            stage: stage.to_string(),
+            action: action.to_string(),
+            text: text.to_string(),
+        });
+    }
+
+    pub fn stage_end(&self, report: &StageReport) {
+        if let Some(rollback) = &report.rolled_back {
+            self.line(&format!(
+                "[{}] ↩ {} rolled back to {}: {}",
+                clock(),
+                report.name,
+                short(&rollback.to_commit),
+                rollback.reason
+            ));
+        }
+        self.send(Event::StageEnded {
+            report: report.clone(),
+        });
+    }
+
+    pub fn run_end(&self, report: &RunReport) {
+        self.send(Event::RunEnded {
+            report: report.clone(),
+        });
     }
 
     pub fn action_end(&self, stage: &str, report: &ActionReport) {
+        self.send(Event::ActionEnded {
+            stage: stage.to_string(),
+            report: report.clone(),
+        });
         let took = seconds(report.duration_ms);
         match report.status {
             Status::Succeeded => {
@@ -221,6 +384,9 @@ impl Printer {
 
     pub fn note(&self, text: &str) {
         self.line(&format!("[{}]   {text}", clock()));
+        self.send(Event::Note {
+            text: text.to_string(),
+        });
     }
 
     pub fn stopped_before(&self, stage: &str) {
@@ -228,6 +394,9 @@ impl Printer {
             "[{}] ■ stopping before stage {stage} (--until)",
             clock()
         ));
+        self.send(Event::StoppedBefore {
+            stage: stage.to_string(),
+        });
     }
 
     /// The final table, the failure and the URLs.
@@ -256,10 +425,18 @@ pub fn summary_text(report: &RunReport, stages_stay_up: StagesStayUp) -> String 
         .max(5);
     let mut text = format!("\n{:<width$}  {:<10}  {:>8}\n", "Stage", "Result", "Time");
     for stage in &report.stages {
+        let result = match &stage.rolled_back {
+            Some(rollback) => format!(
+                "{}, rolled back to {}",
+                stage.status.label(),
+                short(&rollback.to_commit)
+            ),
+            None => stage.status.label().to_string(),
+        };
         text += &format!(
             "{:<width$}  {:<10}  {:>8}\n",
             stage.name,
-            stage.status.label(),
+            result,
             if stage.status == Status::NotRun {
                 "-".to_string()
             } else {
@@ -325,6 +502,7 @@ mod tests {
                     error: Some("JobFailed: 1 of 10 checks failed".into()),
                     failure: None,
                 }],
+                rolled_back: None,
             }],
             failed_action: Some(FailedAction {
                 stage: "Beta".into(),
@@ -369,6 +547,46 @@ mod tests {
             text.contains("Stages deployed (svc-beta) stop when this command exits; pass --keep"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_rolled_back_stage_shows_the_commit_it_runs_again_in_the_table_and_json() {
+        let mut report = report();
+        report.stages[0].rolled_back = Some(StageRollback {
+            to_commit: "0123456789abcdef".into(),
+            reason: "IntegrationTests failed".into(),
+        });
+        let text = summary_text(&report, StagesStayUp::No);
+        assert!(
+            text.contains("Beta   Failed, rolled back to 0123456789ab"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(
+            json["stages"][0]["rolledBack"]["toCommit"],
+            "0123456789abcdef"
+        );
+        assert_eq!(
+            json["stages"][0]["rolledBack"]["reason"],
+            "IntegrationTests failed"
+        );
+    }
+
+    #[test]
+    fn the_printer_sends_each_line_as_an_event_to_subscribers() {
+        let printer = Printer::quiet();
+        let mut events = printer.subscribe();
+        printer.action_start("Beta", "Deploy", "CloudFormation");
+        printer.progress("Beta", "Deploy", "10% of traffic on version 2");
+        match events.try_recv().unwrap() {
+            Event::ActionStarted { stage, action, .. } => {
+                assert_eq!((stage.as_str(), action.as_str()), ("Beta", "Deploy"))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let json = serde_json::to_value(events.try_recv().unwrap()).unwrap();
+        assert_eq!(json["type"], "actionProgress");
+        assert_eq!(json["text"], "10% of traffic on version 2");
     }
 
     #[test]

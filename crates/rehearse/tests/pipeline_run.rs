@@ -155,7 +155,7 @@ fn repository_with(pipeline: &str, app: &str) -> tempfile::TempDir {
 fn options(repo: &Path) -> Options {
     let mut options = Options::for_repo(repo);
     options.job_timeout = Duration::from_secs(5);
-    options.printer = Printer { quiet: true };
+    options.printer = Printer::quiet();
     options.approve = true;
     options
 }
