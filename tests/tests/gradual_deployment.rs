@@ -267,3 +267,25 @@ fn the_alarms_are_named_after_service_and_stage_and_exported() {
         );
     }
 }
+
+/// CodeDeploy shifts the alias with app-sam.yaml's own role, which carries
+/// the pipeline's permissions boundary: with no `Role`, SAM would generate
+/// one without it, which the deploy role may not create.
+#[test]
+fn codedeploy_uses_the_stacks_own_bounded_role() {
+    let t = transformed();
+    assert_eq!(
+        deployment_group(&t)["ServiceRoleArn"],
+        json!({"Fn::GetAtt": ["CodeDeployServiceRole", "Arn"]})
+    );
+    let role = &t["Resources"]["CodeDeployServiceRole"];
+    assert_eq!(role["Type"], "AWS::IAM::Role");
+    assert_eq!(
+        role["Properties"]["PermissionsBoundary"],
+        json!({"Ref": "PermissionsBoundaryArn"})
+    );
+    assert_eq!(
+        role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"],
+        "codedeploy.amazonaws.com"
+    );
+}

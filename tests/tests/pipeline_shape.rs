@@ -32,8 +32,13 @@ fn resolver(t: &Template, parameters: &[(&str, &str)]) -> Resolver {
         )
         .expect("FunctionName resolves from the parameters");
     r.set_ref("StartTestsFunction", name);
+    // What `!Ref` of the boundary policy returns: its ARN.
+    r.set_ref("StackRoleBoundary", BOUNDARY_ARN);
     r
 }
+
+/// The ARN of the permissions boundary of service `Clock`'s stack roles.
+const BOUNDARY_ARN: &str = "arn:aws:iam::123456789012:policy/Clock_stack_role_boundary";
 
 fn pipeline_with(parameters: &[(&str, &str)]) -> Pipeline {
     let t = template();
@@ -168,6 +173,32 @@ fn beta_gamma_and_prod_deploy_the_packaged_app_to_their_own_stack_with_their_sta
         let overrides = parameter_overrides(action);
         assert_eq!(overrides["Stage"], stage_param, "{name}");
         assert_eq!(overrides["ServiceName"], SERVICE, "{name}");
+    }
+}
+
+/// Every stack the pipeline deploys gets the pipeline's boundary for its
+/// roles (a required parameter of both templates).
+#[test]
+fn every_deploy_passes_the_stack_role_boundary() {
+    let p = pipeline();
+    let deploys: Vec<_> = p
+        .actions()
+        .filter(|(_, a)| {
+            a.category == ActionCategory::Deploy
+                && matches!(
+                    a.template_path(),
+                    Some((_, "packaged-app.yaml" | "packaged-test.yaml"))
+                )
+        })
+        .collect();
+    assert!(deploys.len() >= 4, "tests, beta, gamma, prod");
+    for (stage, action) in deploys {
+        assert_eq!(
+            parameter_overrides(action)["PermissionsBoundaryArn"],
+            BOUNDARY_ARN,
+            "{}",
+            stage.name
+        );
     }
 }
 

@@ -290,6 +290,10 @@ fn arn_of(resource: &cfn_template::Resource<'_>, stack: &str) -> Option<String> 
             "arn:aws:codedeploy:{REGION}:{ACCOUNT}:application:{}",
             name("ApplicationName").map_or(generated, str::to_string)
         ),
+        "AWS::IAM::ManagedPolicy" => format!(
+            "arn:aws:iam::{ACCOUNT}:policy/{}",
+            name("ManagedPolicyName")?
+        ),
         "AWS::S3::Bucket" => format!("arn:aws:s3:::{}", generated.to_ascii_lowercase()),
         "AWS::KMS::Key" => format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/{generated}"),
         _ => return None,
@@ -323,7 +327,7 @@ fn pipeline_stack(service: &str) -> (Template, Vec<String>) {
         };
         let id = resource.logical_id();
         let reference = match resource.resource_type() {
-            "AWS::SNS::Topic" => arn.clone(),
+            "AWS::SNS::Topic" | "AWS::IAM::ManagedPolicy" => arn.clone(),
             "AWS::Logs::LogGroup" => resource
                 .property("LogGroupName")
                 .unwrap()
@@ -463,6 +467,7 @@ fn the_deploy_role_reaches_every_function_role_log_group_alarm_and_application_o
             .as_array()
             .unwrap()
             .iter()
+            .filter(|s| s["Effect"] == "Allow")
             .flat_map(|s| {
                 sam::strings(&s["Resource"])
                     .into_iter()

@@ -9,13 +9,19 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::event::{EventError, JobEvent, JobId};
-use crate::report::{Failure, ReportError, Reported, Reporter};
+use crate::report::{Failure, OutputVariables, ReportError, Reported, Reporter};
 
 /// What a job's work decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Report success with this execution summary.
     Succeeded { summary: String },
+    /// Report success with this execution summary and these output
+    /// variables (for later actions' configuration and conditions).
+    SucceededWithVariables {
+        summary: String,
+        variables: OutputVariables,
+    },
     /// Report this failure.
     Failed(Failure),
     /// Report nothing: the job was handed to `to`, which reports it.
@@ -121,6 +127,12 @@ async fn settle(
     let (result, detail, reported) = match outcome {
         Outcome::Succeeded { summary } => {
             let reported = reporter.success(job_id, &summary).await;
+            (SettlementKind::Succeeded, summary, reported)
+        }
+        Outcome::SucceededWithVariables { summary, variables } => {
+            let reported = reporter
+                .success_with_variables(job_id, &summary, &variables)
+                .await;
             (SettlementKind::Succeeded, summary, reported)
         }
         Outcome::Failed(failure) => {
@@ -250,6 +262,40 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(settled.result, SettlementKind::Succeeded);
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn success_with_variables_is_reported_with_them() {
+        let rule = mock!(Client::put_job_success_result)
+            .match_requests(|req| {
+                req.execution_details().and_then(|d| d.summary()) == Some("2 changes")
+                    && req
+                        .output_variables()
+                        .and_then(|v| v.get("Removed"))
+                        .map(String::as_str)
+                        == Some("1")
+            })
+            .then_output(|| PutJobSuccessResultOutput::builder().build());
+        let reporter = Reporter::new(mock_client!(aws_sdk_codepipeline, [&rule]));
+        let mut variables = OutputVariables::new();
+        variables.insert("Removed", "1").unwrap();
+        let settled = run_guarded(
+            &reporter,
+            &job(),
+            "review-changes",
+            Duration::from_secs(5),
+            async {
+                Outcome::SucceededWithVariables {
+                    summary: "2 changes".into(),
+                    variables,
+                }
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(settled.result, SettlementKind::Succeeded);
+        assert_eq!(settled.detail, "2 changes");
         assert_eq!(rule.num_calls(), 1);
     }
 

@@ -10,8 +10,9 @@
 //!   line or a `Debug` print.
 //! - [`parse_user_parameters`]: the action's `UserParameters` JSON string as a
 //!   typed struct, with errors that name the missing or wrong field.
-//! - [`Reporter`]: success and failure reports within the API's limits; a
-//!   second report of a finished job is logged, not retried.
+//! - [`Reporter`]: success and failure reports within the API's limits,
+//!   success optionally with [`OutputVariables`]; a second report of a
+//!   finished job is logged, not retried.
 //! - [`run_guarded`] / [`handle_job_event`]: run the job's work so that every
 //!   path (error, panic, running out of time) ends in a report.
 //! - [`TestRunRequest`]: the asynchronous hand-off from `start-tests` to
@@ -35,8 +36,9 @@ pub use handoff::TestRunRequest;
 pub use logging::{init_tracing, log_filter};
 pub use params::{ActionParameters, ParamsError, parse_user_parameters};
 pub use report::{
-    Failure, MAX_ECHO_CHARS, MAX_FAILURE_MESSAGE_CHARS, MAX_SUMMARY_CHARS, ReportError, Reported,
-    Reporter, echo, truncate_chars,
+    Failure, MAX_ECHO_CHARS, MAX_FAILURE_MESSAGE_CHARS, MAX_OUTPUT_VARIABLES_BYTES,
+    MAX_SUMMARY_CHARS, OutputVariables, OutputVariablesError, ReportError, Reported, Reporter,
+    echo, truncate_chars,
 };
 pub use sdk::{
     ATTEMPT_TIMEOUT, CONNECT_TIMEOUT, MAX_ATTEMPTS, OPERATION_TIMEOUT, load_sdk_config,

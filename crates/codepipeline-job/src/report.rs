@@ -1,6 +1,7 @@
 //! Reporting a job's result to CodePipeline.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 
 use aws_sdk_codepipeline::Client;
@@ -43,6 +44,91 @@ pub const MAX_ECHO_CHARS: usize = 120;
 /// or turn a log line into a megabyte.
 pub fn echo(value: &str) -> Cow<'_, str> {
     truncate_chars(value, MAX_ECHO_CHARS)
+}
+
+/// The combined size of one action's output variables that CodePipeline
+/// accepts: "There is a maximum size limit of 122880 bytes for all output
+/// variables combined for a particular action" ("Quotas in AWS
+/// CodePipeline", Variable quotas, AWS CodePipeline User Guide). Beyond it,
+/// `PutJobSuccessResult` answers `OutputVariablesSizeExceededException`.
+pub const MAX_OUTPUT_VARIABLES_BYTES: usize = 122_880;
+
+/// The output variables of a successful job (`PutJobSuccessResult`
+/// `outputVariables`: "Key-value pairs produced as output by a job worker
+/// that can be made available to a downstream action configuration",
+/// CodePipeline API Reference). Later actions read them as
+/// `#{<namespace>.<name>}`.
+///
+/// Names are letters, digits, `@`, `-` and `_` (the pattern CodePipeline
+/// gives variable names, `PipelineVariableDeclaration`), and all names and
+/// values together stay within [`MAX_OUTPUT_VARIABLES_BYTES`]: an insert
+/// that would break either is refused, so a report is never rejected for its
+/// variables.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutputVariables(BTreeMap<String, String>);
+
+/// Why an output variable was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutputVariablesError {
+    #[error("output variable name {name:?} is not 1 to 128 letters, digits, '@', '-' or '_'")]
+    BadName { name: String },
+    #[error(
+        "output variable {name} would bring the job's output variables to {bytes} bytes, \
+         over CodePipeline's {MAX_OUTPUT_VARIABLES_BYTES}"
+    )]
+    TooLarge { name: String, bytes: usize },
+}
+
+impl OutputVariables {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `name` to `value` (replacing an earlier value).
+    pub fn insert(
+        &mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<&mut Self, OutputVariablesError> {
+        let name = name.into();
+        let value = value.into();
+        let valid = !name.is_empty()
+            && name.len() <= 128
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '@' | '-' | '_'));
+        if !valid {
+            return Err(OutputVariablesError::BadName { name });
+        }
+        let without = self.size_bytes() - self.0.get(&name).map_or(0, |v| name.len() + v.len());
+        let bytes = without + name.len() + value.len();
+        if bytes > MAX_OUTPUT_VARIABLES_BYTES {
+            return Err(OutputVariablesError::TooLarge { name, bytes });
+        }
+        self.0.insert(name, value);
+        Ok(self)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Names and values together, in bytes (UTF-8).
+    pub fn size_bytes(&self) -> usize {
+        self.0.iter().map(|(k, v)| k.len() + v.len()).sum()
+    }
 }
 
 /// A job failure: its CodePipeline type and a message that fits the API.
@@ -164,13 +250,25 @@ impl Reporter {
 
     /// Reports success with `summary`, truncated to [`MAX_SUMMARY_CHARS`].
     pub async fn success(&self, job_id: &JobId, summary: &str) -> Result<Reported, ReportError> {
+        self.success_with_variables(job_id, summary, &OutputVariables::new())
+            .await
+    }
+
+    /// Reports success with `summary` (as [`Reporter::success`]) and the
+    /// job's output variables; none are sent when `variables` is empty.
+    pub async fn success_with_variables(
+        &self,
+        job_id: &JobId,
+        summary: &str,
+        variables: &OutputVariables,
+    ) -> Result<Reported, ReportError> {
         let summary = if summary.trim().is_empty() {
             "succeeded"
         } else {
             summary
         };
         let summary = truncate_chars(summary, MAX_SUMMARY_CHARS);
-        let result = self
+        let mut request = self
             .client
             .put_job_success_result()
             .job_id(job_id.as_str())
@@ -178,12 +276,20 @@ impl Reporter {
                 ExecutionDetails::builder()
                     .summary(summary.as_ref())
                     .build(),
-            )
-            .send()
-            .await;
+            );
+        for (name, value) in variables.iter() {
+            request = request.output_variables(name, value);
+        }
+        let result = request.send().await;
         match result {
             Ok(_) => {
-                tracing::info!(job_id = %job_id, summary = %summary, "reported job success to CodePipeline");
+                let names: Vec<&str> = variables.iter().map(|(k, _)| k).collect();
+                tracing::info!(
+                    job_id = %job_id,
+                    summary = %summary,
+                    output_variables = %names.join(","),
+                    "reported job success to CodePipeline"
+                );
                 Ok(Reported::Recorded)
             }
             Err(error) => {
@@ -365,6 +471,64 @@ mod tests {
             Reported::Recorded
         );
         assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn success_with_variables_sends_them_and_plain_success_sends_none() {
+        let with = mock!(Client::put_job_success_result)
+            .match_requests(|req| {
+                let vars = req.output_variables();
+                vars.is_some_and(|v| {
+                    v.len() == 2
+                        && v.get("PermissionChanges").map(String::as_str) == Some("true")
+                        && v.get("Added").map(String::as_str) == Some("3")
+                })
+            })
+            .then_output(|| PutJobSuccessResultOutput::builder().build());
+        let without = mock!(Client::put_job_success_result)
+            .match_requests(|req| req.output_variables().is_none())
+            .then_output(|| PutJobSuccessResultOutput::builder().build());
+        let reporter = Reporter::new(mock_client!(
+            aws_sdk_codepipeline,
+            RuleMode::MatchAny,
+            [&with, &without]
+        ));
+        let mut variables = OutputVariables::new();
+        variables
+            .insert("PermissionChanges", "true")
+            .unwrap()
+            .insert("Added", "3")
+            .unwrap();
+        reporter
+            .success_with_variables(&job(), "reviewed", &variables)
+            .await
+            .unwrap();
+        reporter.success(&job(), "ok").await.unwrap();
+        assert_eq!((with.num_calls(), without.num_calls()), (1, 1));
+    }
+
+    #[test]
+    fn output_variables_refuse_bad_names_and_stay_within_the_size_limit() {
+        let mut variables = OutputVariables::new();
+        for bad in ["", "has space", "dot.ted", &"n".repeat(129)] {
+            assert!(
+                matches!(
+                    variables.insert(bad, "v"),
+                    Err(OutputVariablesError::BadName { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        variables.insert("Big", "x".repeat(100_000)).unwrap();
+        let error = variables.insert("More", "y".repeat(30_000)).unwrap_err();
+        assert!(
+            matches!(error, OutputVariablesError::TooLarge { .. }),
+            "{error}"
+        );
+        // Replacing a value counts the new value only.
+        variables.insert("Big", "z".repeat(122_877)).unwrap();
+        assert_eq!(variables.size_bytes(), MAX_OUTPUT_VARIABLES_BYTES);
+        assert_eq!(variables.len(), 1);
     }
 
     #[tokio::test]
