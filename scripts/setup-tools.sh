@@ -3,7 +3,7 @@
 # Nothing is installed globally except, for the arm64 builds, the rustup
 # target aarch64-unknown-linux-gnu.
 #
-#   scripts/setup-tools.sh rehearsal   what `cargo rehearse` needs (about 30 s)
+#   scripts/setup-tools.sh rehearsal   what `cargo rehearse` needs (about 45 s)
 #   scripts/setup-tools.sh build       what CodeBuild's buildspec.yml needs
 #   scripts/setup-tools.sh             everything scripts/test.sh needs
 #
@@ -12,7 +12,7 @@
 # | cargo-lambda, zig (ziglang),  | .tools/venv/bin      |     x     |   x   |    x    |
 # |   PyYAML (build.sh templates) |                      |           |       |         |
 # | SAM CLI (sam), cfn-lint       | .tools/venv/bin      |           |   x   |    x    |
-# | moto (moto_server)            | .tools/venv/bin      |           |       |    x    |
+# | moto (moto_server)            | .tools/venv/bin      |     x     |       |    x    |
 # | checkov                       | .tools/checkov-venv  |           |   x   |    x    |
 # | cfn-guard (from crates.io)    | .tools/cargo/bin     |           |   x   |    x    |
 # | rustup target aarch64         | rustup               |           |   x   |    x    |
@@ -100,8 +100,11 @@ venv_install() {
 group=("cargo-lambda==$CARGO_LAMBDA_VERSION" "ziglang==$ZIGLANG_VERSION" "PyYAML==$PYYAML_VERSION")
 # 2. build: `sam package` (build.sh --s3-bucket) and cfn-lint.
 [ "$MODE" = rehearsal ] || group+=("aws-sam-cli==$SAM_CLI_VERSION" "cfn-lint[junit]==$CFN_LINT_VERSION")
-# 3. tests: moto's server, the local AWS the gate and packaging tests use.
-[ "$MODE" != test ] || group+=("moto[server]==$MOTO_VERSION")
+# 3. rehearsal and tests: moto's server, the local AWS the gate and
+#    packaging tests use and the rehearsal creates a stack's tables, queues
+#    and buckets in (crates/local-resources; started only for a stack that
+#    has such resources). One pin for both.
+[ "$MODE" = build ] || group+=("moto[server]==$MOTO_VERSION")
 venv_install venv "${group[@]}"
 
 if [ "$MODE" = rehearsal ]; then
