@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use rehearse::console::{Console, ConsoleOptions};
+use rehearse::live::{LiveOptions, LiveView};
 use rehearse::report::{Printer, StagesStayUp};
 use rehearse::{Options, Rehearsal, RunReport};
 
@@ -23,6 +25,9 @@ struct Cli {
     #[arg(long)]
     rev: Option<String>,
     /// Keep running and rehearse every new commit on the branch, as a push would start the pipeline.
+    /// The stages persist between commits: a new commit updates the running stacks (new versions
+    /// behind their aliases), and a stage that fails rolls back to its last successful release.
+    /// A new `cargo rehearse` starts from empty stages.
     #[arg(long)]
     watch: bool,
     /// Rehearse the working tree as it is (uncommitted changes and new files included) instead of a commit.
@@ -37,6 +42,12 @@ struct Cli {
     /// Leave the deployed stages running until Ctrl-C.
     #[arg(long)]
     keep: bool,
+    /// Print a line per action even on a terminal, instead of the live pipeline view.
+    #[arg(long)]
+    no_live: bool,
+    /// Port of the local console page served with --keep or --watch (127.0.0.1; 0: any free port).
+    #[arg(long, default_value_t = 0, value_name = "PORT")]
+    console_port: u16,
     /// Also write the result as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -67,6 +78,10 @@ struct Cli {
     /// Seconds between checks for new commits with --watch.
     #[arg(long, default_value_t = 2)]
     poll_interval: u64,
+    /// Wall-clock seconds one AWS minute lasts in traffic shifts (DeploymentPreference), alarm
+    /// periods and bakes (WaitTime): 1 runs Canary10Percent5Minutes in 5 s; 60 is real time.
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS", value_parser = parse_minute_seconds)]
+    minute_seconds: f64,
     /// Log what the local servers do (on stderr); RUST_LOG works too.
     #[arg(short, long)]
     verbose: bool,
@@ -83,6 +98,15 @@ fn parse_seconds(text: &str) -> Result<f64, String> {
         Ok(seconds) if seconds.is_finite() && seconds >= 0.1 => Ok(seconds),
         _ => Err(format!(
             "{text:?} is not a number of seconds of at least 0.1"
+        )),
+    }
+}
+
+fn parse_minute_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && (0.01..=3600.0).contains(&seconds) => Ok(seconds),
+        _ => Err(format!(
+            "{text:?} is not a number of seconds between 0.01 and 3600"
         )),
     }
 }
@@ -123,6 +147,8 @@ async fn main() -> ExitCode {
     options.approve = cli.approve;
     options.working_tree = cli.working_tree;
     options.progress_interval = Duration::from_secs_f64(cli.progress_interval);
+    options.time_scale =
+        rehearse::traffic::TimeScale::new(Duration::from_secs_f64(cli.minute_seconds));
     options.until = cli.until.clone();
     options.job_timeout = Duration::from_secs(cli.job_timeout);
     if let Some(arch) = &cli.arch {
@@ -138,7 +164,35 @@ async fn main() -> ExitCode {
         options.work_dir = dir.clone();
     }
     options.prompt = std::io::stdin().is_terminal();
-    options.printer = Printer::default();
+    // On a terminal the live view draws the run; the lines are for the rest.
+    let live = !cli.no_live && std::io::stdout().is_terminal();
+    let printer = Printer::new(live);
+    options.printer = printer.clone();
+    let console_page = if cli.keep || cli.watch {
+        let console_options = ConsoleOptions {
+            port: cli.console_port,
+            work_dir: options.work_dir.clone(),
+        };
+        match Console::start(console_options, printer.subscribe()).await {
+            Ok(console_page) => {
+                println!("Console: {} (the pipeline as a page)", console_page.url());
+                Some(console_page)
+            }
+            Err(e) => {
+                eprintln!("rehearse: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
+    let live_view = live.then(|| {
+        let live_options = LiveOptions {
+            prompt: options.prompt && !options.approve,
+            ..LiveOptions::default()
+        };
+        LiveView::start(printer.subscribe(), console::Term::stdout(), live_options)
+    });
 
     let rehearsal = match Rehearsal::start(options).await {
         Ok(r) => r,
@@ -159,7 +213,11 @@ async fn main() -> ExitCode {
             }
         };
         if last_commit.as_deref() != Some(commit.as_str()) {
-            match rehearsal.run(&commit).await {
+            let result = rehearsal.run(&commit).await;
+            if let Some(live_view) = &live_view {
+                live_view.settle().await;
+            }
+            match result {
                 Ok(report) => {
                     let stay_up = if cli.keep || cli.watch {
                         StagesStayUp::Yes
@@ -207,10 +265,17 @@ async fn main() -> ExitCode {
                 .map(|(_, url)| url.as_str())
                 .unwrap_or_default();
             println!("Stages stay up until Ctrl-C; try: curl {example}time");
+            if let Some(console_page) = &console_page {
+                println!("Console: {}", console_page.url());
+            }
             let _ = tokio::signal::ctrl_c().await;
         }
     }
     rehearsal.shutdown().await;
+    if let Some(live_view) = live_view {
+        live_view.stop().await;
+    }
+    drop(console_page);
     if last_ok {
         ExitCode::SUCCESS
     } else {

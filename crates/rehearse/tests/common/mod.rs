@@ -222,3 +222,42 @@ pub fn fake(
         async_retries: 0,
     }
 }
+
+/// Runs git in `dir`; panics with its output when it fails.
+pub fn git(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+}
+
+/// A repository with `pipeline` as pipeline.yaml and `app` as app.yaml,
+/// whose scripts/build.sh "builds" the fake function (this test binary)
+/// into the build output, and packages both templates.
+pub fn fake_repository(pipeline: &str, app: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("scripts")).unwrap();
+    std::fs::write(root.join("pipeline.yaml"), pipeline).unwrap();
+    std::fs::write(root.join("app.yaml"), app).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let bootstrap = format!(
+        "#!/bin/sh\nexec '{}' {}\n",
+        exe.display(),
+        FAKE_ARGS.join(" ")
+    );
+    let build = format!(
+        "#!/bin/sh\nset -e\n[ \"$1 $2 $3\" = \"--arch {} --out\" ]\nOUT=$4\nmkdir -p \"$OUT/fn\"\ncat > \"$OUT/fn/bootstrap\" <<'EOF'\n{bootstrap}EOF\nchmod +x \"$OUT/fn/bootstrap\"\ncp pipeline.yaml \"$OUT/packaged-pipeline.yaml\"\ncp app.yaml \"$OUT/packaged-app.yaml\"\n",
+        rehearse::executor::host_arch()
+    );
+    std::fs::write(root.join("scripts/build.sh"), build).unwrap();
+    git(root, &["init", "-q", "-b", "main"]);
+    git(root, &["config", "user.email", "test@example.com"]);
+    git(root, &["config", "user.name", "test"]);
+    git(root, &["add", "."]);
+    git(root, &["commit", "-qm", "pipeline under test"]);
+    dir
+}
