@@ -1,8 +1,9 @@
 //! The pipeline that pipeline.yaml defines has the shape the service relies
 //! on: Source -> Build -> DeployTests -> Beta -> Gamma -> Prod, every
 //! deployment from the build's packaged templates, a test gate after every
-//! stage deployment that names the right stacks, and a manual approval before
-//! prod.
+//! stage deployment that names the right stacks, and before prod a change
+//! set, its review and a manual approval showing that review (the review's
+//! output variables wired to the approval), then the change set executed.
 //!
 //! The template is parsed with cfn-template (short-form tags kept) and
 //! resolved for a service name other than the default, so a name that is
@@ -32,6 +33,17 @@ fn resolver(t: &Template, parameters: &[(&str, &str)]) -> Resolver {
         )
         .expect("FunctionName resolves from the parameters");
     r.set_ref("StartTestsFunction", name);
+    let review = t
+        .resource("ReviewChangesFunction")
+        .expect("a ReviewChangesFunction resource");
+    let name = r
+        .resolve_str(
+            review
+                .property("FunctionName")
+                .expect("an explicit FunctionName"),
+        )
+        .expect("FunctionName resolves from the parameters");
+    r.set_ref("ReviewChangesFunction", name);
     // What `!Ref` of the boundary policy returns: its ARN.
     r.set_ref("StackRoleBoundary", BOUNDARY_ARN);
     r
@@ -57,30 +69,60 @@ fn stage<'a>(p: &'a Pipeline, name: &str) -> &'a Stage {
     p.stage(name).unwrap_or_else(|| panic!("no stage {name}"))
 }
 
-/// The single CloudFormation deploy action of a stage.
+/// The single CloudFormation deploy action of a stage that names the
+/// stack's template and parameters (Prod's CHANGE_SET_REPLACE; the deploy
+/// itself elsewhere).
 fn deploy(stage: &Stage) -> &Action {
-    let deploys: Vec<&Action> = stage.actions_of(ActionCategory::Deploy).collect();
+    let deploys: Vec<&Action> = stage
+        .actions_of(ActionCategory::Deploy)
+        .filter(|a| a.template_path().is_some())
+        .collect();
     assert_eq!(
         deploys.len(),
         1,
-        "stage {} has one deploy action",
+        "stage {} has one deploy action with a template",
         stage.name
     );
     assert_eq!(deploys[0].provider, "CloudFormation");
     deploys[0]
 }
 
-/// The single Lambda invoke action of a stage.
+/// The single CloudFormation action of a stage that changes its stack
+/// (Prod's CHANGE_SET_EXECUTE; the deploy itself elsewhere).
+fn stack_change(stage: &Stage) -> &Action {
+    let changes: Vec<&Action> = stage
+        .actions_of(ActionCategory::Deploy)
+        .filter(|a| a.config_str("ActionMode") != Some("CHANGE_SET_REPLACE"))
+        .collect();
+    assert_eq!(
+        changes.len(),
+        1,
+        "stage {} has one action that changes its stack",
+        stage.name
+    );
+    assert_eq!(changes[0].provider, "CloudFormation");
+    changes[0]
+}
+
+/// The single test gate of a stage: the Lambda invoke of start-tests.
 fn test_gate(stage: &Stage) -> &Action {
-    let invokes: Vec<&Action> = stage.actions_of(ActionCategory::Invoke).collect();
+    let invokes: Vec<&Action> = stage
+        .actions_of(ActionCategory::Invoke)
+        .filter(|a| a.config_str("FunctionName") == Some("Clock_start_tests"))
+        .collect();
     assert_eq!(
         invokes.len(),
         1,
-        "stage {} has one invoke action",
+        "stage {} has one start-tests invoke action",
         stage.name
     );
     assert_eq!(invokes[0].provider, "Lambda");
     invokes[0]
+}
+
+/// The `Namespace` of an action, if it has one.
+fn namespace(action: &Action) -> Option<&str> {
+    action.other.get("Namespace").and_then(Value::as_str)
 }
 
 fn user_parameters(action: &Action) -> Value {
@@ -123,7 +165,10 @@ fn every_deploy_takes_its_template_from_the_build_output() {
     let p = pipeline();
     let deploys: Vec<(&Stage, &Action)> = p
         .actions()
-        .filter(|(_, a)| a.category == ActionCategory::Deploy)
+        .filter(|(_, a)| {
+            a.category == ActionCategory::Deploy
+                && a.config_str("ActionMode") != Some("CHANGE_SET_EXECUTE")
+        })
         .collect();
     assert_eq!(deploys.len(), 4, "tests, beta, gamma and prod are deployed");
     for (stage, action) in deploys {
@@ -205,10 +250,12 @@ fn every_deploy_passes_the_stack_role_boundary() {
 #[test]
 fn every_deploy_acknowledges_iam_and_auto_expand_without_spaces() {
     let p = pipeline();
-    for (stage, action) in p
-        .actions()
-        .filter(|(_, a)| a.category == ActionCategory::Deploy)
-    {
+    for (stage, action) in p.actions().filter(|(_, a)| {
+        // CHANGE_SET_EXECUTE runs the change set as it was created,
+        // capabilities and role included.
+        a.category == ActionCategory::Deploy
+            && a.config_str("ActionMode") != Some("CHANGE_SET_EXECUTE")
+    }) {
         assert_eq!(
             action.config_str("Capabilities"),
             Some("CAPABILITY_IAM,CAPABILITY_AUTO_EXPAND"),
@@ -221,10 +268,12 @@ fn every_deploy_acknowledges_iam_and_auto_expand_without_spaces() {
 #[test]
 fn every_deploy_runs_as_the_deployment_role() {
     let p = pipeline();
-    for (stage, action) in p
-        .actions()
-        .filter(|(_, a)| a.category == ActionCategory::Deploy)
-    {
+    for (stage, action) in p.actions().filter(|(_, a)| {
+        // CHANGE_SET_EXECUTE runs the change set as it was created,
+        // capabilities and role included.
+        a.category == ActionCategory::Deploy
+            && a.config_str("ActionMode") != Some("CHANGE_SET_EXECUTE")
+    }) {
         assert_eq!(
             action.config("RoleArn"),
             Some(&json!({"Fn::GetAtt": ["DeployRole", "Arn"]})),
@@ -240,7 +289,7 @@ fn the_test_gate_runs_after_the_deploy_in_beta_gamma_and_prod() {
     for name in ["Beta", "Gamma", "Prod"] {
         let s = stage(&p, name);
         assert!(
-            test_gate(s).run_order > deploy(s).run_order,
+            test_gate(s).run_order > stack_change(s).run_order,
             "{name}: tests run after the deployment"
         );
     }
@@ -299,7 +348,7 @@ fn prod_approval_comes_before_the_prod_deploy() {
     let approvals: Vec<&Action> = prod.actions_of(ActionCategory::Approval).collect();
     assert_eq!(approvals.len(), 1);
     assert_eq!(approvals[0].provider, "Manual");
-    assert!(approvals[0].run_order < deploy(prod).run_order);
+    assert!(approvals[0].run_order < stack_change(prod).run_order);
 }
 
 #[test]
@@ -467,6 +516,7 @@ fn deployments_cannot_touch_the_pipeline_stacks_own_roles_function_or_logs() {
         own.push(format!("arn:aws:iam::123456789012:role/{name}"));
     }
     own.push("arn:aws:lambda:eu-west-1:123456789012:function:Clock_start_tests".into());
+    own.push("arn:aws:lambda:eu-west-1:123456789012:function:Clock_review_changes".into());
     for group in resolved.resources_of_type("AWS::Logs::LogGroup") {
         let name = group
             .property("LogGroupName")
@@ -478,8 +528,8 @@ fn deployments_cannot_touch_the_pipeline_stacks_own_roles_function_or_logs() {
     }
     assert_eq!(
         own.len(),
-        5 + 1 + 2,
-        "five roles, one function, two log groups"
+        6 + 2 + 3,
+        "six roles, two functions, three log groups"
     );
 
     let deploy_role = resolved.resource("DeployRole").unwrap();
@@ -540,7 +590,7 @@ fn a_failed_test_beta_or_gamma_stack_is_replaced_but_prod_never_is() {
         ("DeployTests", "REPLACE_ON_FAILURE"),
         ("Beta", "REPLACE_ON_FAILURE"),
         ("Gamma", "REPLACE_ON_FAILURE"),
-        ("Prod", "CREATE_UPDATE"),
+        ("Prod", "CHANGE_SET_REPLACE"),
     ] {
         assert_eq!(
             deploy(stage(&p, name)).config_str("ActionMode"),
@@ -548,6 +598,10 @@ fn a_failed_test_beta_or_gamma_stack_is_replaced_but_prod_never_is() {
             "{name}"
         );
     }
+    assert_eq!(
+        stack_change(stage(&p, "Prod")).config_str("ActionMode"),
+        Some("CHANGE_SET_EXECUTE")
+    );
 }
 
 /// The resolved inline-policy statements of a role in pipeline.yaml (for
@@ -590,6 +644,16 @@ fn role_statements(role: &str) -> Vec<Value> {
             "StartTestsLogGroup",
             "Arn",
             arn("logs", "log-group:/aws/lambda/Clock_start_tests:*"),
+        )
+        .with_attribute(
+            "ReviewChangesFunction",
+            "Arn",
+            arn("lambda", "function:Clock_review_changes"),
+        )
+        .with_attribute(
+            "ReviewChangesLogGroup",
+            "Arn",
+            arn("logs", "log-group:/aws/lambda/Clock_review_changes:*"),
         )
         .with_attribute(
             "UnitTestReports",
@@ -1027,4 +1091,278 @@ fn the_pipeline_may_read_prods_alarms_and_no_others() {
             "{name}"
         );
     }
+}
+
+// ------------------------------------------------------------ the Prod review
+
+/// Prod's actions, in order, with their run orders: nothing changes Prod
+/// before a person approved the change set the review described.
+#[test]
+fn prod_creates_a_change_set_reviews_it_asks_for_approval_executes_it_then_tests() {
+    let p = pipeline();
+    let prod = stage(&p, "Prod");
+    let actions: Vec<(&str, u32, &str, Option<&str>)> = prod
+        .actions
+        .iter()
+        .map(|a| {
+            (
+                a.name.as_str(),
+                a.run_order,
+                a.provider.as_str(),
+                a.config_str("ActionMode"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            (
+                "CreateChangeSet",
+                1,
+                "CloudFormation",
+                Some("CHANGE_SET_REPLACE")
+            ),
+            ("ReviewChanges", 2, "Lambda", None),
+            ("Approve", 3, "Manual", None),
+            ("Deploy", 4, "CloudFormation", Some("CHANGE_SET_EXECUTE")),
+            ("IntegrationTests", 5, "Lambda", None),
+        ]
+    );
+    let create = deploy(prod);
+    let execute = stack_change(prod);
+    assert_eq!(create.config_str("StackName"), Some("Clock-prod"));
+    assert_eq!(execute.config_str("StackName"), Some("Clock-prod"));
+    assert_eq!(
+        create.config_str("ChangeSetName"),
+        Some("Clock-prod-review")
+    );
+    assert_eq!(
+        execute.config_str("ChangeSetName"),
+        create.config_str("ChangeSetName"),
+        "the change set executed is the one created and reviewed"
+    );
+}
+
+/// The review invokes review-changes on the change set the stage created,
+/// in namespace ProdReview.
+#[test]
+fn the_prod_review_describes_the_change_set_the_stage_created() {
+    let p = pipeline();
+    let prod = stage(&p, "Prod");
+    let review = prod
+        .actions
+        .iter()
+        .find(|a| a.name == "ReviewChanges")
+        .unwrap();
+    assert_eq!(namespace(review), Some("ProdReview"));
+    assert_eq!(
+        review.config_str("FunctionName"),
+        Some("Clock_review_changes")
+    );
+    let create = deploy(prod);
+    assert_eq!(
+        user_parameters(review),
+        json!({
+            "stackName": create.config_str("StackName").unwrap(),
+            "changeSetName": create.config_str("ChangeSetName").unwrap(),
+        })
+    );
+}
+
+/// The variables review-changes publishes (docs/contracts.md).
+const REVIEW_VARIABLES: [&str; 7] = [
+    "PermissionChanges",
+    "Added",
+    "Modified",
+    "Replaced",
+    "Removed",
+    "ReviewText",
+    "ChangeSetUrl",
+];
+/// The variables run-tests publishes for a gate (docs/contracts.md).
+const GATE_VARIABLES: [&str; 5] = [
+    "ChecksRun",
+    "ChecksFailed",
+    "DurationSeconds",
+    "ApiUrl",
+    "Stage",
+];
+
+/// `#{Namespace.Variable}` references in a text.
+fn variable_references(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("#{") {
+        let after = &rest[start + 2..];
+        let end = after.find('}').expect("a closed reference");
+        let (ns, name) = after[..end].split_once('.').expect("Namespace.Variable");
+        out.push((ns.to_string(), name.to_string()));
+        rest = &after[end + 1..];
+    }
+    out
+}
+
+#[test]
+fn the_prod_approval_shows_the_review_text_and_links_the_change_set() {
+    let p = pipeline();
+    let approval = stage(&p, "Prod")
+        .actions_of(ActionCategory::Approval)
+        .next()
+        .unwrap();
+    let custom = approval.config_str("CustomData").unwrap();
+    assert!(custom.contains("#{ProdReview.ReviewText}"), "{custom}");
+    assert_eq!(
+        approval.config_str("ExternalEntityLink"),
+        Some("#{ProdReview.ChangeSetUrl}")
+    );
+}
+
+/// Every variable reference in the pipeline names the namespace of an
+/// action that runs before it (an earlier stage, or a lower run order in
+/// the same stage) and a variable that action's function publishes.
+#[test]
+fn every_variable_reference_names_an_earlier_action_and_a_variable_it_publishes() {
+    let p = pipeline();
+    let mut references = 0;
+    for (stage_index, stage) in p.stages().iter().enumerate() {
+        for action in &stage.actions {
+            for value in action.configuration.values().filter_map(Value::as_str) {
+                for (ns, name) in variable_references(value) {
+                    references += 1;
+                    let producer = p
+                        .stages()
+                        .iter()
+                        .enumerate()
+                        .flat_map(|(i, s)| s.actions.iter().map(move |a| (i, a)))
+                        .find(|(_, a)| namespace(a) == Some(ns.as_str()))
+                        .unwrap_or_else(|| panic!("no action has Namespace {ns}"));
+                    assert!(
+                        producer.0 < stage_index
+                            || (producer.0 == stage_index
+                                && producer.1.run_order < action.run_order),
+                        "{}/{} refers to {ns}, which runs later",
+                        stage.name,
+                        action.name
+                    );
+                    let published: &[&str] = match producer.1.config_str("FunctionName") {
+                        Some("Clock_review_changes") => &REVIEW_VARIABLES,
+                        Some("Clock_start_tests") => &GATE_VARIABLES,
+                        other => panic!("{ns} is produced by {other:?}"),
+                    };
+                    assert!(published.contains(&name.as_str()), "#{{{ns}.{name}}}");
+                }
+            }
+        }
+    }
+    assert!(references >= 2, "the approval refers to the review");
+}
+
+/// Each gate publishes its findings under its own namespace.
+#[test]
+fn every_gate_has_its_own_namespace_and_namespaces_are_unique() {
+    let p = pipeline();
+    for (name, expected) in [
+        ("Beta", "BetaGate"),
+        ("Gamma", "GammaGate"),
+        ("Prod", "ProdGate"),
+    ] {
+        assert_eq!(
+            namespace(test_gate(stage(&p, name))),
+            Some(expected),
+            "{name}"
+        );
+    }
+    let mut all: Vec<&str> = p.actions().filter_map(|(_, a)| namespace(a)).collect();
+    let count = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), count, "namespaces are unique: {all:?}");
+}
+
+#[test]
+fn review_changes_is_built_from_this_repository_for_arm64_and_never_retried() {
+    let t = template();
+    let f = t.resource("ReviewChangesFunction").unwrap();
+    assert_eq!(f.resource_type(), "AWS::Serverless::Function");
+    let meta = f.metadata().unwrap();
+    assert_eq!(meta["BuildMethod"], "rust-cargolambda");
+    assert_eq!(meta["BuildProperties"]["Binary"], "review-changes");
+    assert_eq!(
+        f.property("CodeUri"),
+        Some(&json!("functions/review-changes"))
+    );
+    assert_eq!(f.property("Architectures"), Some(&json!(["arm64"])));
+    assert_eq!(
+        f.property("EventInvokeConfig"),
+        Some(&json!({"MaximumRetryAttempts": 0}))
+    );
+}
+
+/// The review may read Prod's change sets and report its job, nothing else.
+#[test]
+fn the_review_role_reads_only_prods_change_sets() {
+    let stack =
+        |s: &str| format!("arn:aws:cloudformation:eu-west-1:123456789012:stack/Clock-{s}/0a1b");
+    assert!(grants(
+        "ReviewChangesRole",
+        "cloudformation:DescribeChangeSet",
+        &stack("prod")
+    ));
+    for s in ["tests", "beta", "gamma"] {
+        assert!(
+            !grants(
+                "ReviewChangesRole",
+                "cloudformation:DescribeChangeSet",
+                &stack(s)
+            ),
+            "{s}"
+        );
+    }
+    for action in [
+        "cloudformation:ExecuteChangeSet",
+        "cloudformation:CreateChangeSet",
+        "cloudformation:UpdateStack",
+        "iam:PassRole",
+        "lambda:InvokeFunction",
+    ] {
+        assert!(!grants("ReviewChangesRole", action, "*"), "{action}");
+        assert!(
+            !grants("ReviewChangesRole", action, &stack("prod")),
+            "{action}"
+        );
+    }
+    assert!(grants(
+        "ReviewChangesRole",
+        "codepipeline:PutJobSuccessResult",
+        "*"
+    ));
+}
+
+/// The pipeline runs Prod's change set actions on Prod's stack, invokes the
+/// review, and may still never delete Prod.
+#[test]
+fn the_pipeline_may_create_execute_and_delete_prods_change_sets_and_invoke_the_review() {
+    let prod = "arn:aws:cloudformation:eu-west-1:123456789012:stack/Clock-prod/0a1b";
+    for action in [
+        "cloudformation:CreateChangeSet",
+        "cloudformation:DescribeChangeSet",
+        "cloudformation:ExecuteChangeSet",
+        "cloudformation:DeleteChangeSet",
+    ] {
+        assert!(grants("PipelineRole", action, prod), "{action}");
+        assert!(
+            !grants(
+                "PipelineRole",
+                action,
+                "arn:aws:cloudformation:eu-west-1:123456789012:stack/Other-prod/0a1b"
+            ),
+            "{action}"
+        );
+    }
+    assert!(grants(
+        "PipelineRole",
+        "lambda:InvokeFunction",
+        "arn:aws:lambda:eu-west-1:123456789012:function:Clock_review_changes"
+    ));
+    assert!(!grants("PipelineRole", "cloudformation:DeleteStack", prod));
 }

@@ -30,6 +30,12 @@ fn options(repo: &Path) -> Options {
     options.target_dir = main.join("target");
     options.work_dir = main.join(".rehearsal");
     options.tools_dir = Some(main.join(".tools"));
+    // Prod's bake (ProdBakeMinutes, 30 AWS minutes by default) in 200 ms:
+    // these tests are not about it (tests/tests/prod_safety.rs is).
+    options.time_scale = rehearse::traffic::TimeScale::millis_per_minute(200);
+    options
+        .parameters
+        .insert("ProdBakeMinutes".into(), "1".into());
     options
 }
 
@@ -317,5 +323,113 @@ async fn a_second_function_added_to_the_app_template_is_built_deployed_and_serve
         "the new function's own log shows it served the request: {}",
         log.display()
     );
+    rehearsal.shutdown().await;
+}
+
+/// A commit that adds a function (and, through SAM, its role) to the app:
+/// Prod's approval shows it before anything changes Prod. The review-changes
+/// binary reads the change set the rehearsal computed from the running Prod
+/// stack through the local DescribeChangeSet; its output variables reach the
+/// approval through `#{ProdReview.*}`; the gates publish theirs.
+#[tokio::test]
+async fn a_commit_that_adds_a_function_shows_it_and_its_new_role_at_the_prod_approval() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (_dir, repo) = scratch_copy("app-sam.yaml", "  TimeFunctionLogs:\n", SECOND_FUNCTION);
+    let started = Instant::now();
+    let rehearsal = Rehearsal::start(options(&repo))
+        .await
+        .expect("rehearsal starts");
+    let base = rehearse::source::resolve_commit(&repo, "HEAD~1").unwrap();
+    let first = rehearsal.run(&base).await.unwrap();
+    assert!(first.succeeded(), "{first:#?}");
+    let action = |report: &RunReport, name: &str| {
+        report
+            .stage("Prod")
+            .unwrap()
+            .actions
+            .iter()
+            .find(|a| a.name == name)
+            .unwrap_or_else(|| panic!("no Prod/{name}"))
+            .clone()
+    };
+    let created = action(&first, "CreateChangeSet");
+    assert!(
+        created
+            .summary
+            .as_deref()
+            .unwrap()
+            .contains("(a new stack)"),
+        "{created:?}"
+    );
+
+    let tip = rehearse::source::resolve_commit(&repo, "HEAD").unwrap();
+    let report = rehearsal.run(&tip).await.unwrap();
+    assert!(report.succeeded(), "{report:#?}");
+    let review = action(&report, "ReviewChanges");
+    let variables = &review.output_variables;
+    assert_eq!(variables["Added"], "2", "{variables:?}");
+    assert_eq!(variables["Removed"], "0", "{variables:?}");
+    assert_eq!(variables["PermissionChanges"], "true", "{variables:?}");
+    let text = &variables["ReviewText"];
+    assert!(
+        text.contains("+ added UtcFunction (AWS::Serverless::Function)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("+ added UtcFunctionRole (AWS::IAM::Role) [PERMISSIONS]"),
+        "{text}"
+    );
+    assert!(
+        variables["ChangeSetUrl"].starts_with("https://"),
+        "{variables:?}"
+    );
+    // The approval shows the review (CustomData) and the change set's link.
+    let approve = action(&report, "Approve");
+    let summary = approve.summary.as_deref().unwrap();
+    assert!(summary.starts_with("approved (--approve): "), "{summary}");
+    assert!(summary.contains("+ added UtcFunction ("), "{summary}");
+    assert!(summary.contains(&variables["ChangeSetUrl"]), "{summary}");
+    // Then the change set ran: the new function serves in Prod.
+    assert!(rehearsal.world().function("TimeService-prod-utc").is_some());
+
+    // The gates' findings, on the action and in the JSON result.
+    let json = serde_json::to_value(&report).unwrap();
+    let prod = json["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "Prod")
+        .unwrap();
+    let gate = prod["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "IntegrationTests")
+        .unwrap();
+    let gate_variables = &gate["outputVariables"];
+    assert_eq!(gate_variables["Stage"], "prod", "{gate}");
+    assert_eq!(gate_variables["ChecksFailed"], "0", "{gate}");
+    assert!(
+        gate_variables["ChecksRun"]
+            .as_str()
+            .unwrap()
+            .parse::<u32>()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(
+        gate_variables["ApiUrl"].as_str(),
+        Some(report.urls["TimeService-prod"].as_str())
+    );
+    assert!(gate_variables["DurationSeconds"].is_string());
+    // An action without variables has no outputVariables key.
+    let approve_json = prod["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "Approve")
+        .unwrap();
+    assert!(approve_json.get("outputVariables").is_none());
+    assert!(started.elapsed() < Duration::from_secs(300));
     rehearsal.shutdown().await;
 }

@@ -215,7 +215,10 @@ fn test_template_builds_with_sam() {
 
 #[test]
 fn pipeline_template_builds_with_sam() {
-    sam_build(TEMPLATES[2], &["StartTestsFunction"]);
+    sam_build(
+        TEMPLATES[2],
+        &["StartTestsFunction", "ReviewChangesFunction"],
+    );
 }
 
 // ---------------------------------------------------------------------------

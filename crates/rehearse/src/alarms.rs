@@ -32,8 +32,8 @@
 //! sample sizes are small). `EvaluateLowSampleCountPercentile` is not
 //! emulated: a percentile is always evaluated.
 //!
-//! How the executor is expected to use this module (see also
-//! [`crate::traffic`]):
+//! How the rehearsal uses this module (see also [`crate::traffic`]; the
+//! code is [`crate::shift`], `stack::Deployer::prepare` and the executor):
 //! 1. When a stack deploys, build the rules of its alarms with
 //!    [`alarm_rules`] (the template and the stack's resolver, which knows
 //!    the functions' and APIs' local names).

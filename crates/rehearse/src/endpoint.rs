@@ -2,11 +2,14 @@
 //!
 //! One HTTP server answers three services in their own wire protocols, told
 //! apart as AWS's front ends tell them apart:
-//! - CloudFormation `DescribeStacks`: query protocol (form-encoded `Action=`), XML answers;
+//! - CloudFormation `DescribeStacks` and `DescribeChangeSet`: query protocol
+//!   (form-encoded `Action=`), XML answers;
 //! - Lambda `Invoke`: REST-JSON, `POST /2015-03-31/functions/{name}/invocations`;
-//! - CodePipeline `PutJobSuccessResult` / `PutJobFailureResult`: awsJson1_1,
+//! - CodePipeline `PutJobSuccessResult` (its `outputVariables` kept) /
+//!   `PutJobFailureResult`: awsJson1_1,
 //!   `X-Amz-Target: CodePipeline_20150709.<Operation>`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -19,8 +22,9 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::changeset::ChangeAction;
 use crate::ids;
-use crate::world::{AsyncFailure, JobReportError, JobResult, StackRecord, World};
+use crate::world::{AsyncFailure, ChangeSetRecord, JobReportError, JobResult, StackRecord, World};
 
 /// A running local endpoint; stops when dropped.
 pub struct Endpoint {
@@ -95,7 +99,7 @@ async fn dispatch(
     (
         StatusCode::NOT_FOUND,
         format!(
-            "The rehearsal's local AWS endpoint serves CloudFormation DescribeStacks, Lambda Invoke and CodePipeline job results; not {method} {uri}"
+            "The rehearsal's local AWS endpoint serves CloudFormation DescribeStacks and DescribeChangeSet, Lambda Invoke and CodePipeline job results; not {method} {uri}"
         ),
     )
         .into_response()
@@ -132,12 +136,15 @@ fn cloudformation_error(status: StatusCode, code: &str, message: &str) -> Respon
 }
 
 fn cloudformation(world: &World, action: &str, form: &[(String, String)]) -> Response {
+    if action == "DescribeChangeSet" {
+        return describe_change_set(world, form);
+    }
     if action != "DescribeStacks" {
         return cloudformation_error(
             StatusCode::BAD_REQUEST,
             "InvalidAction",
             &format!(
-                "The action {action} is not valid for this web service (the rehearsal's local endpoint serves DescribeStacks only)"
+                "The action {action} is not valid for this web service (the rehearsal's local endpoint serves DescribeStacks and DescribeChangeSet only)"
             ),
         );
     }
@@ -210,6 +217,127 @@ fn stack_xml(stack: &StackRecord) -> String {
         );
     }
     xml += "        </Outputs>\n        <Tags/>\n      </member>\n";
+    xml
+}
+
+fn xml_ok(body: String, request_id: &str) -> Response {
+    (
+        StatusCode::OK,
+        [
+            ("content-type", "text/xml"),
+            ("x-amzn-requestid", request_id),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// DescribeChangeSet (AWS CloudFormation API Reference): the change set by
+/// `ChangeSetName` (a name with `StackName`, or an ARN), every change on one
+/// page (no `NextToken`). A change set that does not exist is
+/// `ChangeSetNotFound` (HTTP 404), the error code the SDK reads as
+/// `ChangeSetNotFoundException`.
+fn describe_change_set(world: &World, form: &[(String, String)]) -> Response {
+    let field = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let Some(name) = field("ChangeSetName") else {
+        return cloudformation_error(
+            StatusCode::BAD_REQUEST,
+            "ValidationError",
+            "1 validation error detected: Value null at 'changeSetName' failed to satisfy constraint: Member must not be null",
+        );
+    };
+    let stack = field("StackName");
+    let Some(record) = world.change_set(stack, name) else {
+        return cloudformation_error(
+            StatusCode::NOT_FOUND,
+            "ChangeSetNotFound",
+            &format!("ChangeSet [{name}] does not exist"),
+        );
+    };
+    let request_id = ids::uuid();
+    let body = format!(
+        "<DescribeChangeSetResponse xmlns=\"{CFN_NS}\">\n  <DescribeChangeSetResult>\n{}  </DescribeChangeSetResult>\n  <ResponseMetadata>\n    <RequestId>{request_id}</RequestId>\n  </ResponseMetadata>\n</DescribeChangeSetResponse>\n",
+        change_set_xml(&record)
+    );
+    xml_ok(body, &request_id)
+}
+
+fn element(name: &str, value: &str) -> String {
+    format!("<{name}>{}</{name}>", xml_escape(value))
+}
+
+fn change_set_xml(record: &ChangeSetRecord) -> String {
+    let mut xml = String::new();
+    for (name, value) in [
+        ("ChangeSetName", record.change_set_name.as_str()),
+        ("ChangeSetId", record.change_set_id.as_str()),
+        ("StackId", record.stack_id.as_str()),
+        ("StackName", record.stack_name.as_str()),
+        ("ExecutionStatus", record.execution_status.as_str()),
+        ("Status", record.status.as_str()),
+    ] {
+        xml += &format!("    {}\n", element(name, value));
+    }
+    xml += &format!(
+        "    <CreationTime>{}</CreationTime>\n",
+        record.created.format("%Y-%m-%dT%H:%M:%S%.3fZ")
+    );
+    if let Some(reason) = &record.status_reason {
+        xml += &format!("    {}\n", element("StatusReason", reason));
+    }
+    xml += "    <NotificationARNs/>\n    <Capabilities>\n";
+    for capability in &record.capabilities {
+        xml += &format!("      {}\n", element("member", capability));
+    }
+    xml += "    </Capabilities>\n    <Parameters>\n";
+    for (key, value) in &record.parameters {
+        xml += &format!(
+            "      <member>{}{}</member>\n",
+            element("ParameterKey", key),
+            element("ParameterValue", value)
+        );
+    }
+    xml += "    </Parameters>\n    <Changes>\n";
+    for change in &record.changes {
+        xml += "      <member>\n        <Type>Resource</Type>\n        <ResourceChange>\n";
+        xml += &format!(
+            "          {}\n          {}\n          {}\n",
+            element("Action", change.action.as_str()),
+            element("LogicalResourceId", &change.logical_id),
+            element("ResourceType", &change.resource_type)
+        );
+        if change.action == ChangeAction::Modify {
+            let replacement = if change.replaces() { "True" } else { "False" };
+            xml += &format!(
+                "          {}\n          <Scope><member>Properties</member></Scope>\n          <Details>\n",
+                element("Replacement", replacement)
+            );
+            for property in &change.properties {
+                let (source, entity) = match &property.parameter {
+                    Some(parameter) => ("ParameterReference", Some(parameter.as_str())),
+                    None => ("DirectModification", None),
+                };
+                xml += &format!(
+                    "            <member><Evaluation>Static</Evaluation>{}{}<Target><Attribute>Properties</Attribute>{}<RequiresRecreation>{}</RequiresRecreation></Target></member>\n",
+                    element("ChangeSource", source),
+                    entity
+                        .map(|e| element("CausingEntity", e))
+                        .unwrap_or_default(),
+                    element("Name", &property.name),
+                    if property.replaces { "Always" } else { "Never" },
+                );
+            }
+            xml += "          </Details>\n";
+        } else {
+            xml += "          <Scope/>\n          <Details/>\n";
+        }
+        xml += "        </ResourceChange>\n      </member>\n";
+    }
+    xml += "    </Changes>\n";
     xml
 }
 
@@ -354,7 +482,20 @@ fn parse_job_result(operation: &str, body: &[u8]) -> Result<(String, JobResult),
                 summary.chars().count()
             ));
         }
-        JobResult::Succeeded { summary }
+        // outputVariables: a map of names to values ("PutJobSuccessResult",
+        // CodePipeline API Reference); a value that is not a string is refused.
+        let mut variables = BTreeMap::new();
+        if let Some(map) = doc["outputVariables"].as_object() {
+            for (name, value) in map {
+                let Some(value) = value.as_str() else {
+                    return Err(format!(
+                        "1 validation error detected: Value at 'outputVariables.{name}' failed to satisfy constraint: Member must be a string"
+                    ));
+                };
+                variables.insert(name.clone(), value.to_string());
+            }
+        }
+        JobResult::Succeeded { summary, variables }
     } else {
         let details = &doc["failureDetails"];
         let kind = details["type"].as_str().ok_or(
@@ -424,6 +565,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn output_variables_are_kept() {
+        let body = json!({"jobId": "j", "executionDetails": {"summary": "s"}, "outputVariables": {"ChecksRun": "12", "Stage": "beta"}});
+        let (_, result) =
+            parse_job_result("PutJobSuccessResult", body.to_string().as_bytes()).unwrap();
+        let JobResult::Succeeded { variables, .. } = result else {
+            panic!("{result:?}")
+        };
+        assert_eq!(variables["ChecksRun"], "12");
+        assert_eq!(variables["Stage"], "beta");
+    }
+
+    #[test]
     fn xml_special_characters_are_escaped() {
         assert_eq!(xml_escape("a<b&\"c\">"), "a&lt;b&amp;&quot;c&quot;&gt;");
     }
@@ -450,7 +603,8 @@ mod tests {
         assert_eq!(
             result,
             JobResult::Succeeded {
-                summary: Some("12 checks passed".into())
+                summary: Some("12 checks passed".into()),
+                variables: BTreeMap::new(),
             }
         );
     }

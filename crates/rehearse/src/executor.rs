@@ -11,18 +11,22 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cfn_template::{Action, ParameterError, Pipeline, ResolveError, Template};
 use serde_json::{Value, json};
-use tokio::sync::Mutex;
 
+use crate::alarms::AlarmState;
+use crate::changeset;
 use crate::endpoint::Endpoint;
 use crate::ids;
 use crate::lock::{LockError, WorkDirLock};
+use crate::report::StageRollback;
 use crate::report::{
     ActionReport, FailedAction, PlannedAction, PlannedStage, Printer, Rehearsed, RunReport,
     StageReport, Status, files, millis,
 };
+use crate::shift::{self, LoadSettings, ShiftOutcome, SyntheticLoad, Watched};
 use crate::source::{self, Snapshot, SourceError};
 use crate::stack::{self, DeployError, Deployer, Locals, ResourceValues};
-use crate::world::{AsyncFailure, JobResult, World};
+use crate::traffic::{DeploymentType, TimeScale};
+use crate::world::{AsyncFailure, ChangeSetRecord, JobResult, World};
 
 /// How to rehearse.
 #[derive(Debug, Clone)]
@@ -58,6 +62,13 @@ pub struct Options {
     /// How often a long action (the build, a gate waiting for its job's
     /// result) prints a progress line.
     pub progress_interval: Duration,
+    /// How long one AWS minute lasts in the rehearsal: traffic shifts
+    /// (`DeploymentPreference`), alarm periods and bakes (`WaitTime`) run
+    /// on this scale. Default: one AWS minute in one second.
+    pub time_scale: TimeScale,
+    /// The synthetic load a traffic shift or a bake drives against the
+    /// stage's gateway (a local stage has no users).
+    pub load: LoadSettings,
     /// Progress lines on stdout.
     pub printer: Printer,
 }
@@ -81,6 +92,8 @@ impl Options {
             prompt: false,
             working_tree: false,
             progress_interval: Duration::from_secs(10),
+            time_scale: TimeScale::default(),
+            load: LoadSettings::default(),
             printer: Printer::default(),
             repo,
         }
@@ -180,6 +193,16 @@ pub enum ActionError {
         "configuration ChangeSetName: no change set {change_set} of stack {stack} was created earlier in this run; a CHANGE_SET_REPLACE action must come first"
     )]
     NoSuchChangeSet { stack: String, change_set: String },
+    /// A `#{Namespace.Variable}` no earlier action of the run produced.
+    #[error(
+        "configuration {key}: variable #{{{reference}}} is not set: {why} (namespaces set so far: {known}); give the action that produces it `Namespace` and run it earlier"
+    )]
+    UnresolvedVariable {
+        key: String,
+        reference: String,
+        why: String,
+        known: String,
+    },
     #[error(
         "configuration ActionMode: {0} is not a CloudFormation action mode (CREATE_UPDATE, REPLACE_ON_FAILURE, CHANGE_SET_REPLACE, CHANGE_SET_EXECUTE, DELETE_ONLY)"
     )]
@@ -243,6 +266,27 @@ pub enum ActionError {
     ApprovalNeeded,
     #[error("rejected at the prompt")]
     Rejected,
+    /// An alarm fired during a gradual deployment: the alias went back.
+    #[error(
+        "alarm {} went to ALARM while {resource} shifted to version {new} ({:.0}% of the traffic); all traffic is back on version {old} and version {new} stopped (CodeDeploy rollback); see the function logs under .rehearsal/logs",
+        .alarms.join(", "),
+        .new_weight * 100.0
+    )]
+    AlarmDuringShift {
+        alarms: Vec<String>,
+        resource: String,
+        old: u32,
+        new: u32,
+        new_weight: f64,
+    },
+    /// An alarm of an `OnSuccess` CloudWatchAlarm rule during the bake.
+    #[error("alarm {alarm} was {state} during the bake (rule {rule}, WaitTime {wait_minutes} min)")]
+    AlarmDuringBake {
+        rule: String,
+        alarm: String,
+        state: String,
+        wait_minutes: u32,
+    },
 }
 
 fn attempts_note(attempts: u32) -> String {
@@ -267,22 +311,39 @@ fn background_note(failures: &[AsyncFailure]) -> String {
     format!("; meanwhile {}", list.join("; "))
 }
 
+#[derive(Debug, Clone)]
 struct RunState {
     commit: String,
     artifacts: BTreeMap<String, PathBuf>,
     run_dir: PathBuf,
+    /// Output variables of the run's actions, by the action's `Namespace`.
+    variables: Variables,
 }
 
+/// Output variables by namespace, then by name.
+type Variables = BTreeMap<String, BTreeMap<String, String>>;
+
+/// Stages persist across the runs of one [`Rehearsal`] (`--watch`, or
+/// several [`Rehearsal::run`] calls): a stage's last successful release is
+/// what `OnFailure`/`OnSuccess` `ROLLBACK` goes back to. Its artifacts are
+/// those of its run directory (kept by [`prune_runs`]); the source
+/// artifact is the shared checkout, which later runs overwrite, so a
+/// rollback redeploys from build outputs (as this pipeline's deploys do).
+type Releases = BTreeMap<String, RunState>;
+
 /// A rehearsal: the local AWS account, endpoint and stacks, which stay up
-/// between pipeline runs (`--watch`) so redeploys replace processes.
+/// between pipeline runs (`--watch`): a redeploy publishes new versions
+/// next to the running ones, and a failing stage rolls back to its last
+/// successful release of an earlier run.
 pub struct Rehearsal {
     options: Options,
     world: Arc<World>,
     endpoint: Endpoint,
     deployer: Arc<Deployer>,
-    change_sets: Mutex<BTreeMap<String, ChangeSet>>,
     /// Working tree snapshots made by [`Rehearsal::source_commit`], by commit.
     snapshots: std::sync::Mutex<BTreeMap<String, Snapshot>>,
+    /// Each stage's last successful release (commit and artifacts).
+    releases: std::sync::Mutex<Releases>,
     _lock: WorkDirLock,
 }
 
@@ -308,8 +369,8 @@ impl Rehearsal {
             world,
             endpoint,
             deployer,
-            change_sets: Mutex::new(BTreeMap::new()),
             snapshots: std::sync::Mutex::new(BTreeMap::new()),
+            releases: std::sync::Mutex::new(BTreeMap::new()),
             _lock: lock,
         })
     }
@@ -332,6 +393,25 @@ impl Rehearsal {
 
     pub async fn shutdown(&self) {
         self.deployer.shutdown().await;
+    }
+
+    /// The commit of each stage's last successful release in this rehearsal.
+    pub fn last_releases(&self) -> BTreeMap<String, String> {
+        self.lock_releases()
+            .iter()
+            .map(|(stage, release)| (stage.clone(), release.commit.clone()))
+            .collect()
+    }
+
+    /// The current version of each alias of `stack`: (`function:alias`, version).
+    pub async fn alias_versions(&self, stack: &str) -> BTreeMap<String, u32> {
+        self.deployer.alias_versions(stack).await
+    }
+
+    fn lock_releases(&self) -> std::sync::MutexGuard<'_, Releases> {
+        self.releases
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The commit a run takes: with `working_tree`, a snapshot commit of
@@ -506,11 +586,17 @@ impl Rehearsal {
                 source,
             }
         })?;
-        prune_runs(&self.options.work_dir.join("runs"), 10);
+        let protected: Vec<PathBuf> = self
+            .lock_releases()
+            .values()
+            .map(|r| r.run_dir.clone())
+            .collect();
+        prune_runs(&self.options.work_dir.join("runs"), 10, &protected);
         let mut state = RunState {
             commit: commit.to_string(),
             artifacts: BTreeMap::new(),
             run_dir,
+            variables: BTreeMap::new(),
         };
 
         let mut stages = Vec::new();
@@ -555,19 +641,63 @@ impl Rehearsal {
                     }
                     group_failed |= report.status == Status::Failed;
                     state.artifacts.extend(outputs);
+                    if report.status == Status::Succeeded
+                        && let Some(namespace) = namespace(action)
+                    {
+                        state
+                            .variables
+                            .insert(namespace.to_string(), report.output_variables.clone());
+                    }
                     actions.push(report);
                 }
                 if group_failed {
                     break;
                 }
             }
-            if let Some(conditions) = stage_conditions(&pipeline, &stage.name) {
-                printer.note(&format!(
-                    "{}: {conditions} not emulated yet (automatic rollback and alarm bakes happen on AWS only)",
-                    stage.name
-                ));
+            let conditions = StageConditions::read(&pipeline, &stage.name);
+            for note in &conditions.not_emulated {
+                printer.note(&format!("{}: {note}", stage.name));
             }
-            let status = if actions.iter().any(|a| a.status == Status::Failed) {
+            let mut failed = actions.iter().any(|a| a.status == Status::Failed);
+            let mut rollback_reason = None;
+            if failed {
+                if conditions.on_failure_rollback
+                    && let Some(f) = failed_action.as_ref().filter(|f| f.stage == stage.name)
+                {
+                    rollback_reason = Some(format!(
+                        "{} failed: {}",
+                        f.action,
+                        f.reason.lines().next().unwrap_or_default()
+                    ));
+                }
+            } else if !conditions.bake.is_empty()
+                && let Err(error) = self.bake(&stage.name, &conditions.bake).await
+            {
+                let rolls_back = conditions
+                    .bake
+                    .iter()
+                    .find(|r| error_rule(&error) == Some(r.rule.as_str()))
+                    .is_some_and(|r| r.result == "ROLLBACK");
+                if rolls_back {
+                    rollback_reason = Some(error.to_string());
+                }
+                failed = true;
+                failed_action = Some(FailedAction {
+                    stage: stage.name.clone(),
+                    action: "OnSuccess".to_string(),
+                    reason: error.to_string(),
+                    error: Some(Arc::new(error)),
+                });
+            }
+            let rolled_back = match rollback_reason {
+                Some(reason) => self.roll_back_stage(stage, &locals, reason).await,
+                None => None,
+            };
+            if !failed {
+                self.lock_releases()
+                    .insert(stage.name.clone(), state.clone());
+            }
+            let status = if failed {
                 Status::Failed
             } else {
                 Status::Succeeded
@@ -577,7 +707,7 @@ impl Rehearsal {
                 status,
                 duration_ms: millis(stage_started.elapsed()),
                 actions,
-                rolled_back: None,
+                rolled_back,
             };
             printer.stage_end(&report);
             stages.push(report);
@@ -613,21 +743,46 @@ impl Rehearsal {
         let printer = &self.options.printer;
         printer.action_start(stage, &action.name, &action.provider);
         let started = Instant::now();
-        let result = match (action.category.as_str(), action.provider.as_str()) {
-            ("Source", "CodeCommit" | "CodeStarSourceConnection") => self.source(action, state),
-            ("Build", "CodeBuild") => self.build(stage, action, state).await,
-            ("Deploy", "CloudFormation") => self.deploy(action, locals, state).await,
-            ("Invoke", "Lambda") => self.invoke(stage, action, locals).await,
-            ("Approval", "Manual") => self.approve(action, locals).await,
-            _ => Err(ActionError::Unsupported {
-                category: action.category.as_str().to_string(),
-                owner: action.owner.as_str().to_string(),
-                provider: action.provider.clone(),
-            }),
+        let no_variables = |(summary, outputs)| (summary, outputs, BTreeMap::new());
+        let result = match with_variables(action, &state.variables) {
+            Err(error) => Err(error),
+            Ok(action) => {
+                let action = &action;
+                match (action.category.as_str(), action.provider.as_str()) {
+                    ("Source", "CodeCommit" | "CodeStarSourceConnection") => {
+                        self.source(action, state).map(no_variables)
+                    }
+                    ("Build", "CodeBuild") => {
+                        self.build(stage, action, state).await.map(no_variables)
+                    }
+                    ("Deploy", "CloudFormation") => self
+                        .deploy(stage, action, locals, state)
+                        .await
+                        .map(no_variables),
+                    ("Invoke", "Lambda") => self
+                        .invoke(stage, action, locals)
+                        .await
+                        .map(|(summary, variables)| (summary, BTreeMap::new(), variables)),
+                    ("Approval", "Manual") => self.approve(action, locals).await.map(no_variables),
+                    _ => Err(ActionError::Unsupported {
+                        category: action.category.as_str().to_string(),
+                        owner: action.owner.as_str().to_string(),
+                        provider: action.provider.clone(),
+                    }),
+                }
+            }
         };
-        let (status, summary, failure, outputs) = match result {
-            Ok((summary, outputs)) => (Status::Succeeded, Some(summary), None, outputs),
-            Err(e) => (Status::Failed, None, Some(Arc::new(e)), BTreeMap::new()),
+        let (status, summary, failure, outputs, output_variables) = match result {
+            Ok((summary, outputs, variables)) => {
+                (Status::Succeeded, Some(summary), None, outputs, variables)
+            }
+            Err(e) => (
+                Status::Failed,
+                None,
+                Some(Arc::new(e)),
+                BTreeMap::new(),
+                BTreeMap::new(),
+            ),
         };
         let report = ActionReport {
             name: action.name.clone(),
@@ -638,6 +793,7 @@ impl Rehearsal {
             summary,
             error: failure.as_ref().map(|e| e.to_string()),
             failure,
+            output_variables,
         };
         printer.action_end(stage, &report);
         (report, outputs)
@@ -810,7 +966,13 @@ impl Rehearsal {
             })
     }
 
-    async fn deploy(&self, action: &Action, locals: &Locals, state: &RunState) -> ActionResult {
+    async fn deploy(
+        &self,
+        stage: &str,
+        action: &Action,
+        locals: &Locals,
+        state: &RunState,
+    ) -> ActionResult {
         let mode = self.required(action, locals, "ActionMode")?;
         let stack_name = self.required(action, locals, "StackName")?;
         if action.config("TemplateConfiguration").is_some() {
@@ -834,36 +996,51 @@ impl Rehearsal {
         match mode.as_str() {
             "CREATE_UPDATE" | "REPLACE_ON_FAILURE" => {
                 let (path, overrides) = template()?;
-                let deployed = self.deployer.deploy(&stack_name, &path, &overrides).await?;
-                self.note_gradual_deployment(&stack_name, &path);
-                Ok((describe_deploy(&deployed), BTreeMap::new()))
+                self.deploy_gradually(stage, &action.name, &stack_name, &path, &overrides, state)
+                    .await
             }
             "CHANGE_SET_REPLACE" => {
                 let (path, overrides) = template()?;
                 let change_set = self.required(action, locals, "ChangeSetName")?;
-                self.change_sets
-                    .lock()
-                    .await
-                    .insert(format!("{stack_name}/{change_set}"), (path, overrides));
-                Ok((
-                    format!("change set {change_set} of stack {stack_name} created"),
-                    BTreeMap::new(),
-                ))
+                let capabilities = self
+                    .config_string(action, locals, "Capabilities")?
+                    .map(|c| c.split(',').map(|c| c.trim().to_string()).collect())
+                    .unwrap_or_default();
+                let record = self
+                    .create_change_set(&stack_name, &change_set, &path, &overrides, capabilities)
+                    .await?;
+                Ok((describe_change_set(&record), BTreeMap::new()))
             }
             "CHANGE_SET_EXECUTE" => {
                 let change_set = self.required(action, locals, "ChangeSetName")?;
-                let (path, overrides) = self
-                    .change_sets
-                    .lock()
-                    .await
-                    .remove(&format!("{stack_name}/{change_set}"))
+                let record = self
+                    .world
+                    .take_change_set(&stack_name, &change_set)
                     .ok_or_else(|| ActionError::NoSuchChangeSet {
                         stack: stack_name.clone(),
                         change_set: change_set.clone(),
                     })?;
-                let deployed = self.deployer.deploy(&stack_name, &path, &overrides).await?;
-                self.note_gradual_deployment(&stack_name, &path);
-                Ok((describe_deploy(&deployed), BTreeMap::new()))
+                // A change set with nothing to do leaves the stack as it is.
+                // AWS documents no CodePipeline behaviour for executing one;
+                // our choice: the action succeeds and says so.
+                if record.is_empty() {
+                    return Ok((
+                        format!(
+                            "change set {change_set} of stack {stack_name} has no changes: stack {stack_name} unchanged (commit {})",
+                            short_commit(&state.commit)
+                        ),
+                        BTreeMap::new(),
+                    ));
+                }
+                self.deploy_gradually(
+                    stage,
+                    &action.name,
+                    &stack_name,
+                    &record.template,
+                    &record.overrides,
+                    state,
+                )
+                .await
             }
             "DELETE_ONLY" => {
                 // Deleting a stack that does not exist succeeds, as on AWS.
@@ -874,21 +1051,420 @@ impl Rehearsal {
         }
     }
 
-    /// Says so when a deployed template asks for CodeDeploy's gradual
-    /// traffic shifting, which the local stack does not do.
-    fn note_gradual_deployment(&self, stack_name: &str, path: &std::path::Path) {
-        let gradual = Template::from_path(path).is_ok_and(|t| {
-            t.resources()
-                .any(|r| r.property("DeploymentPreference").is_some())
-        });
-        if gradual {
-            self.options.printer.note(&format!(
-                "{stack_name}: DeploymentPreference not emulated yet (the new version takes all traffic at once)"
+    /// CHANGE_SET_REPLACE: computes what deploying `path` with `overrides`
+    /// would change in `stack_name` as it runs now ([`changeset::diff`]) and
+    /// keeps it as change set `change_set` (replacing one of that name), for
+    /// DescribeChangeSet and CHANGE_SET_EXECUTE. Nothing in the stack changes.
+    async fn create_change_set(
+        &self,
+        stack_name: &str,
+        change_set: &str,
+        path: &Path,
+        overrides: &BTreeMap<String, String>,
+        capabilities: Vec<String>,
+    ) -> Result<ChangeSetRecord, ActionError> {
+        let load = |path: &Path, overrides: &BTreeMap<String, String>| {
+            let template = Template::from_path(path).map_err(|source| DeployError::Load {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let parameters =
+                template
+                    .parameter_values(overrides)
+                    .map_err(|source| DeployError::Parameters {
+                        stack: stack_name.to_string(),
+                        source,
+                    })?;
+            Ok::<_, DeployError>((template, parameters))
+        };
+        let (template, parameters) = load(path, overrides)?;
+        let running = match self.deployer.running(stack_name).await {
+            Some((old_path, old_overrides)) => {
+                let (old_template, old_parameters) = load(&old_path, &old_overrides)?;
+                Some((old_path, old_template, old_parameters))
+            }
+            None => None,
+        };
+        let old = running
+            .as_ref()
+            .map(|(old_path, template, parameters)| changeset::Side {
+                template,
+                parameters,
+                dir: old_path.parent().unwrap_or(Path::new(".")),
+            });
+        let new = changeset::Side {
+            template: &template,
+            parameters: &parameters,
+            dir: path.parent().unwrap_or(Path::new(".")),
+        };
+        let changes = changeset::diff(stack_name, old.as_ref(), &new)?;
+        let existing = self.world.stack(stack_name);
+        let stack_id = existing.as_ref().map_or_else(
+            || {
+                format!(
+                    "arn:aws:cloudformation:{}:{}:stack/{stack_name}/{}",
+                    ids::REGION,
+                    ids::ACCOUNT_ID,
+                    ids::uuid()
+                )
+            },
+            |s| s.stack_id.clone(),
+        );
+        let empty = changes.is_empty();
+        let record = ChangeSetRecord {
+            stack_name: stack_name.to_string(),
+            change_set_name: change_set.to_string(),
+            change_set_id: format!(
+                "arn:aws:cloudformation:{}:{}:changeSet/{change_set}/{}",
+                ids::REGION,
+                ids::ACCOUNT_ID,
+                ids::uuid()
+            ),
+            stack_id,
+            created: chrono::Utc::now(),
+            // An update that changes nothing: CloudFormation marks the change
+            // set FAILED, not executable ("DescribeChangeSet", AWS
+            // CloudFormation API Reference: Status, ExecutionStatus).
+            status: if empty { "FAILED" } else { "CREATE_COMPLETE" }.to_string(),
+            status_reason: empty.then(|| changeset::NO_CHANGES.to_string()),
+            execution_status: if empty { "UNAVAILABLE" } else { "AVAILABLE" }.to_string(),
+            change_set_type: if existing.is_some() {
+                "UPDATE"
+            } else {
+                "CREATE"
+            }
+            .to_string(),
+            capabilities,
+            parameters,
+            changes,
+            template: path.to_path_buf(),
+            overrides: overrides.clone(),
+        };
+        self.world.put_change_set(record.clone());
+        Ok(record)
+    }
+
+    /// Deploys a stack; an alias with a previous version shifts its traffic
+    /// to the new one as its `DeploymentPreference` says, time-scaled, under
+    /// synthetic load, watched by the preference's alarms. An alarm moves
+    /// all traffic back, stops the new version and fails the action, and the
+    /// stack goes back to what it ran (CloudFormation's rollback of the
+    /// update). A template and parameters the stack already runs are no
+    /// change ("No updates are to be performed"): nothing is redeployed.
+    async fn deploy_gradually(
+        &self,
+        stage: &str,
+        action: &str,
+        stack_name: &str,
+        path: &Path,
+        overrides: &BTreeMap<String, String>,
+        state: &RunState,
+    ) -> ActionResult {
+        let printer = &self.options.printer;
+        if self.deployer.is_current(stack_name, path, overrides).await {
+            return Ok((
+                format!(
+                    "stack {stack_name} already runs this template and these parameters (commit {}): no changes",
+                    short_commit(&state.commit)
+                ),
+                BTreeMap::new(),
             ));
+        }
+        let update = self.deployer.prepare(stack_name, path, overrides).await?;
+        for note in &update.notes {
+            printer.note(note);
+        }
+        let scale = self.options.time_scale;
+        let mut shifted = Vec::new();
+        for (shift, _) in &update.shifts {
+            let gradual = shift.deployment_type != DeploymentType::AllAtOnce;
+            let load = if gradual {
+                self.start_load(stage, action, stack_name, "the traffic shift")
+                    .await
+            } else {
+                None
+            };
+            if gradual {
+                let names: Vec<&str> = shift.alarms.iter().map(|(n, _)| n.as_str()).collect();
+                printer.progress(
+                    stage,
+                    action,
+                    &format!(
+                        "{} shifts to version {} by {} (1 AWS minute = {:.2} s), watched by {}",
+                        shift.alias.resource(),
+                        shift.new.number,
+                        shift.deployment_type,
+                        scale.per_minute().as_secs_f64(),
+                        if names.is_empty() {
+                            "no alarm".to_string()
+                        } else {
+                            names.join(", ")
+                        },
+                    ),
+                );
+            }
+            let outcome = shift::run_shift(shift, scale, |line| {
+                if gradual {
+                    printer.progress(stage, action, line);
+                }
+            })
+            .await;
+            let sent = load.map(SyntheticLoad::stop);
+            match outcome {
+                ShiftOutcome::Completed { old } => {
+                    shifted.push(format!(
+                        "{} on version {} ({}; version {old} stopped)",
+                        shift.alias.resource(),
+                        shift.new.number,
+                        shift.deployment_type
+                    ));
+                    if let Some(sent) = sent {
+                        printer.progress(stage, action, &format!(
+                            "shift complete; {sent} synthetic requests sent during it; version {old} stops"
+                        ));
+                    }
+                }
+                ShiftOutcome::RolledBack {
+                    alarms,
+                    old,
+                    new,
+                    breach_to_rollback,
+                    new_weight,
+                } => {
+                    let (new_errors, new_calls) = shift.observer.version_counts(&shift.alias, new);
+                    let (old_errors, old_calls) = shift.observer.version_counts(&shift.alias, old);
+                    printer.progress(stage, action, &format!(
+                        "alarm {} in ALARM: all traffic back on version {old} {} ms after the breaching period closed; version {new} stops (it failed {new_errors} of {new_calls} invocations, version {old} {old_errors} of {old_calls}; {} synthetic requests sent)",
+                        alarms.join(", "),
+                        breach_to_rollback.as_millis(),
+                        sent.unwrap_or(0)
+                    ));
+                    let resource = shift.alias.resource();
+                    self.deployer.abandon(update).await;
+                    return Err(ActionError::AlarmDuringShift {
+                        alarms,
+                        resource,
+                        old,
+                        new,
+                        new_weight,
+                    });
+                }
+            }
+        }
+        let deployed = self.deployer.commit(update).await;
+        let mut summary = describe_deploy(&deployed);
+        if !shifted.is_empty() {
+            summary += &format!("; {}", shifted.join("; "));
+        }
+        Ok((summary, BTreeMap::new()))
+    }
+
+    /// Starts synthetic load against `stack_name`'s gateway, saying so.
+    async fn start_load(
+        &self,
+        stage: &str,
+        action: &str,
+        stack_name: &str,
+        during: &str,
+    ) -> Option<SyntheticLoad> {
+        let urls = self.deployer.api_urls().await;
+        let gateway = self.deployer.gateway(stack_name).await?;
+        let base = urls.get(stack_name)?;
+        let paths = gateway.load_paths();
+        let settings = self.options.load;
+        match SyntheticLoad::start(base, paths.clone(), settings) {
+            Ok(load) => {
+                self.options.printer.progress(stage, action, &format!(
+                    "synthetic load during {during} (a local stage has no users): GET {} on {base} (loopback only), at most {} requests/s and {} requests",
+                    paths.join(", "),
+                    settings.rate_per_second,
+                    settings.max_requests
+                ));
+                Some(load)
+            }
+            Err(error) => {
+                self.options
+                    .printer
+                    .note(&format!("{stack_name}: no synthetic load: {error}"));
+                None
+            }
         }
     }
 
-    async fn invoke(&self, stage: &str, action: &Action, locals: &Locals) -> ActionResult {
+    /// The bake of an `OnSuccess` condition: watches each CloudWatchAlarm
+    /// rule's alarm for its `WaitTime` (time-scaled) under synthetic load;
+    /// the first alarm in one of the rule's `AlarmStates` fails the
+    /// condition.
+    ///
+    /// "CloudWatchAlarm" (AWS CodePipeline rule reference) says WaitTime is
+    /// "the wait time in minutes to allow for a state change before running
+    /// the rule result"; it does not say whether an alarm that fires during
+    /// WaitTime fails the rule at once or only if still firing at its end.
+    /// Our choice: at once (a bake), which is what the pipeline's comments
+    /// intend. A rule whose alarm no running stack defines is not evaluated
+    /// (said in a note).
+    async fn bake(&self, stage: &str, rules: &[BakeRule]) -> Result<(), ActionError> {
+        let printer = &self.options.printer;
+        let scale = self.options.time_scale;
+        let mut watched = Vec::new();
+        let mut stacks = Vec::new();
+        for rule in rules {
+            match self.deployer.alarm(&rule.alarm).await {
+                Some(alarm) => {
+                    if !stacks.contains(&alarm.stack) {
+                        stacks.push(alarm.stack.clone());
+                    }
+                    watched.push((
+                        rule,
+                        Watched::new(&rule.alarm, alarm.rule, scale),
+                        alarm.observer,
+                    ));
+                }
+                None => printer.note(&format!(
+                    "{stage}: rule {}: no running stack defines alarm {}; not evaluated",
+                    rule.rule, rule.alarm
+                )),
+            }
+        }
+        if watched.is_empty() {
+            return Ok(());
+        }
+        let wait_minutes = rules.iter().map(|r| r.wait_minutes).max().unwrap_or(0);
+        let wait = scale.minutes(wait_minutes);
+        let names: Vec<&str> = watched.iter().map(|(r, _, _)| r.alarm.as_str()).collect();
+        printer.progress(stage, "OnSuccess", &format!(
+            "baking for {wait_minutes} AWS minutes ({:.1} s at 1 AWS minute = {:.2} s), watching {}",
+            wait.as_secs_f64(),
+            scale.per_minute().as_secs_f64(),
+            names.join(", ")
+        ));
+        let mut loads = Vec::new();
+        for stack in &stacks {
+            if let Some(load) = self.start_load(stage, "OnSuccess", stack, "the bake").await {
+                loads.push(load);
+            }
+        }
+        let tick = shift::evaluation_tick(watched.iter().map(|(_, w, _)| w));
+        let started = Instant::now();
+        let mut states: Vec<AlarmState> = watched
+            .iter()
+            .map(|(_, w, _)| w.evaluator.state())
+            .collect();
+        loop {
+            for (i, (rule, alarm, observer)) in watched.iter_mut().enumerate() {
+                let (state, _) = observer.evaluate(&mut alarm.evaluator);
+                if state != states[i] {
+                    printer.progress(
+                        stage,
+                        "OnSuccess",
+                        &format!("alarm {} is {state}", rule.alarm),
+                    );
+                    states[i] = state;
+                }
+                if rule.states.contains(&state) {
+                    let sent: u64 = loads.into_iter().map(SyntheticLoad::stop).sum();
+                    printer.progress(stage, "OnSuccess", &format!(
+                        "rule {} fails: alarm {} is {state} ({sent} synthetic requests sent during the bake)",
+                        rule.rule, rule.alarm
+                    ));
+                    return Err(ActionError::AlarmDuringBake {
+                        rule: rule.rule.clone(),
+                        alarm: rule.alarm.clone(),
+                        state: state.to_string(),
+                        wait_minutes: rule.wait_minutes,
+                    });
+                }
+            }
+            if started.elapsed() >= wait {
+                break;
+            }
+            tokio::time::sleep(tick.min(wait.saturating_sub(started.elapsed()))).await;
+        }
+        let sent: u64 = loads.into_iter().map(SyntheticLoad::stop).sum();
+        printer.progress(stage, "OnSuccess", &format!(
+            "bake passed: no alarm fired in {wait_minutes} AWS minutes ({sent} synthetic requests)"
+        ));
+        Ok(())
+    }
+
+    /// `OnFailure`/`OnSuccess` `Result: ROLLBACK`: runs the stage's Deploy
+    /// actions again with the artifacts of its last successful release.
+    ///
+    /// "Configuring stage rollback" and "Configure a stage for automatic
+    /// rollback" (AWS CodePipeline User Guide) say a rollback goes to the
+    /// stage's most recent successful execution, as a new execution that
+    /// uses that execution's source revisions, variables and artifacts, and
+    /// that a stage never successful cannot roll back. They do not say which
+    /// of the stage's actions the rollback execution runs. Our choice: the
+    /// Deploy actions only; a manual approval and a test gate are not run
+    /// again (that release passed them already, and a rollback should not
+    /// wait for a person).
+    async fn roll_back_stage(
+        &self,
+        stage: &cfn_template::Stage,
+        locals: &Locals,
+        reason: String,
+    ) -> Option<StageRollback> {
+        let printer = &self.options.printer;
+        let Some(release) = self.lock_releases().get(&stage.name).cloned() else {
+            printer.note(&format!(
+                "{}: nothing to roll back to: the stage has not succeeded before in this rehearsal (a stage rolls back to its last successful release; a first deploy that fails stays failed)",
+                stage.name
+            ));
+            return None;
+        };
+        printer.progress(
+            &stage.name,
+            "Rollback",
+            &format!(
+                "rolling back to commit {} (its last successful release): {reason}",
+                short_commit(&release.commit)
+            ),
+        );
+        for group in stage.run_order_groups() {
+            for action in group.iter().filter(|a| a.category.as_str() == "Deploy") {
+                // Progress lines of the redeploy go under "Rollback": the
+                // stage's Deploy action itself has ended.
+                let mut redeploy = (*action).clone();
+                redeploy.name = "Rollback".to_string();
+                let result = match action.provider.as_str() {
+                    "CloudFormation" => self.deploy(&stage.name, &redeploy, locals, &release).await,
+                    _ => Err(ActionError::Unsupported {
+                        category: action.category.as_str().to_string(),
+                        owner: action.owner.as_str().to_string(),
+                        provider: action.provider.clone(),
+                    }),
+                };
+                match result {
+                    Ok((summary, _)) => printer.progress(
+                        &stage.name,
+                        "Rollback",
+                        &format!("{}: {summary}", action.name),
+                    ),
+                    Err(error) => {
+                        printer.note(&format!(
+                            "{}: the rollback to commit {} failed at {}: {error}",
+                            stage.name,
+                            short_commit(&release.commit),
+                            action.name
+                        ));
+                        return None;
+                    }
+                }
+            }
+        }
+        Some(StageRollback {
+            to_commit: release.commit,
+            reason,
+        })
+    }
+
+    async fn invoke(
+        &self,
+        stage: &str,
+        action: &Action,
+        locals: &Locals,
+    ) -> Result<(String, BTreeMap<String, String>), ActionError> {
         let name = self.required(action, locals, "FunctionName")?;
         let user_parameters = self.config_string(action, locals, "UserParameters")?;
         let function = self
@@ -954,13 +1530,13 @@ impl Rehearsal {
         };
         let gate = started.elapsed();
         match outcome {
-            Some(JobResult::Succeeded { summary }) => Ok((
+            Some(JobResult::Succeeded { summary, variables }) => Ok((
                 format!(
                     "job reported success in {:.2} s{}",
                     gate.as_secs_f64(),
                     summary.map(|s| format!(": {s}")).unwrap_or_default()
                 ),
-                BTreeMap::new(),
+                variables,
             )),
             Some(JobResult::Failed { kind, message }) => Err(ActionError::JobReportedFailure {
                 failure_type: kind,
@@ -970,19 +1546,43 @@ impl Rehearsal {
         }
     }
 
+    /// A manual approval: prints what it asks a person to approve (its
+    /// `CustomData`, and `ExternalEntityLink` as the URL for review, both
+    /// with `#{Namespace.Variable}` references resolved: Prod's carry the
+    /// change set's review), then approves with `--approve`, or asks.
     async fn approve(&self, action: &Action, locals: &Locals) -> ActionResult {
         let message = self
             .config_string(action, locals, "CustomData")?
             .unwrap_or_default();
+        let link = self
+            .config_string(action, locals, "ExternalEntityLink")?
+            .filter(|l| !l.is_empty());
+        let mut request = message.trim().to_string();
+        // The review's text ends with the same link: say it once.
+        if let Some(link) = link.as_deref().filter(|l| !request.contains(l)) {
+            request += &format!("\nURL for review: {link}");
+        }
+        let request = request.trim().to_string();
+        if !request.is_empty() {
+            self.options.printer.note(&format!(
+                "{}: approval requested:\n{}",
+                action.name,
+                indent(&request)
+            ));
+        }
+        let with_request = |verdict: &str| {
+            if request.is_empty() {
+                verdict.to_string()
+            } else {
+                format!("{verdict}: {request}")
+            }
+        };
         if self.options.approve {
-            return Ok(("approved (--approve)".to_string(), BTreeMap::new()));
+            return Ok((with_request("approved (--approve)"), BTreeMap::new()));
         }
         if !self.options.prompt {
             return Err(ActionError::ApprovalNeeded);
         }
-        self.options
-            .printer
-            .note(&format!("{}: {message}", action.name));
         let answer = tokio::task::spawn_blocking(|| {
             use std::io::Write;
             print!("Approve? [y/N] ");
@@ -993,7 +1593,7 @@ impl Rehearsal {
         .await;
         match answer {
             Ok(Ok(line)) if matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes") => {
-                Ok(("approved at the prompt".to_string(), BTreeMap::new()))
+                Ok((with_request("approved at the prompt"), BTreeMap::new()))
             }
             _ => Err(ActionError::Rejected),
         }
@@ -1042,8 +1642,109 @@ pub fn build_progress(log: &str) -> String {
     text
 }
 
-/// A change set created by `CHANGE_SET_REPLACE`: template and parameters.
-type ChangeSet = (PathBuf, BTreeMap<String, String>);
+/// The action's `Namespace`, if it has one.
+fn namespace(action: &Action) -> Option<&str> {
+    action.other.get("Namespace").and_then(Value::as_str)
+}
+
+/// Each line indented by four spaces (a multi-line note).
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `#{Namespace.Variable}` references in `text` replaced by the output
+/// variables of earlier actions. An action's configuration may refer to
+/// the output variables of any action that ran before it in the execution
+/// and has a `Namespace` ("Variables reference" and "Working with
+/// variables", AWS CodePipeline User Guide). CodePipeline's own namespaces
+/// (`codepipeline`, pipeline-level `variables`) are not emulated: such a
+/// reference is unresolved, as is an unknown namespace or name.
+pub fn resolve_variables(
+    key: &str,
+    text: &str,
+    variables: &BTreeMap<String, BTreeMap<String, String>>,
+) -> Result<String, ActionError> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("#{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            return Ok(out);
+        };
+        let reference = &after[..end];
+        let unresolved = |why: &str| ActionError::UnresolvedVariable {
+            key: key.to_string(),
+            reference: reference.to_string(),
+            why: why.to_string(),
+            known: if variables.is_empty() {
+                "none".to_string()
+            } else {
+                variables.keys().cloned().collect::<Vec<_>>().join(", ")
+            },
+        };
+        let Some((namespace, name)) = reference.split_once('.') else {
+            return Err(unresolved("a reference is Namespace.Variable"));
+        };
+        let Some(values) = variables.get(namespace) else {
+            return Err(unresolved(&format!(
+                "no earlier action of this run has Namespace {namespace}"
+            )));
+        };
+        let Some(value) = values.get(name) else {
+            return Err(unresolved(&format!(
+                "the action with Namespace {namespace} did not output {name}"
+            )));
+        };
+        out.push_str(value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// `action` with the variable references in its string configuration
+/// values resolved ([`resolve_variables`]).
+fn with_variables(action: &Action, variables: &Variables) -> Result<Action, ActionError> {
+    let mut resolved = action.clone();
+    for (key, value) in resolved.configuration.iter_mut() {
+        if let Value::String(text) = value
+            && text.contains("#{")
+        {
+            *text = resolve_variables(key, text, variables)?;
+        }
+    }
+    Ok(resolved)
+}
+
+/// The summary of a CHANGE_SET_REPLACE: the counts and the changes.
+fn describe_change_set(record: &ChangeSetRecord) -> String {
+    let name = format!(
+        "change set {} of stack {}",
+        record.change_set_name, record.stack_name
+    );
+    if record.is_empty() {
+        return format!(
+            "{name}: no changes (status FAILED: {})",
+            record.status_reason.as_deref().unwrap_or_default()
+        );
+    }
+    let lines: Vec<String> = record.changes.iter().map(|c| c.line()).collect();
+    let kind = if record.change_set_type == "CREATE" {
+        " (a new stack)"
+    } else {
+        ""
+    };
+    format!(
+        "{name} created{kind}: {}: {}",
+        changeset::counts(&record.changes),
+        lines.join("; ")
+    )
+}
 
 type ActionResult = Result<(String, BTreeMap<String, PathBuf>), ActionError>;
 
@@ -1069,8 +1770,10 @@ async fn wait_for_lock(
     }
 }
 
-/// Keeps the `keep` newest run directories (their names sort by time).
-fn prune_runs(runs: &std::path::Path, keep: usize) {
+/// Keeps the `keep` newest run directories (their names sort by time),
+/// and every directory in `protected` (the artifacts of a stage's last
+/// successful release, which a rollback deploys again).
+fn prune_runs(runs: &std::path::Path, keep: usize, protected: &[PathBuf]) {
     let Ok(entries) = std::fs::read_dir(runs) else {
         return;
     };
@@ -1078,23 +1781,140 @@ fn prune_runs(runs: &std::path::Path, keep: usize) {
     dirs.sort();
     let excess = dirs.len().saturating_sub(keep);
     for dir in &dirs[..excess] {
+        if protected.iter().any(|p| p == dir) {
+            continue;
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 }
 
-/// The conditions a stage declares (`BeforeEntry`, `OnFailure`,
-/// `OnSuccess`), which the rehearsal does not emulate yet.
-fn stage_conditions(pipeline: &Pipeline, stage: &str) -> Option<String> {
-    let declaration = pipeline
-        .property("Stages")?
-        .as_array()?
-        .iter()
-        .find(|s| s["Name"] == stage)?;
-    let declared: Vec<&str> = ["BeforeEntry", "OnFailure", "OnSuccess"]
-        .into_iter()
-        .filter(|k| declaration.get(*k).is_some())
-        .collect();
-    (!declared.is_empty()).then(|| declared.join(" and "))
+fn short_commit(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
+/// The rule an [`ActionError::AlarmDuringBake`] names.
+fn error_rule(error: &ActionError) -> Option<&str> {
+    match error {
+        ActionError::AlarmDuringBake { rule, .. } => Some(rule),
+        _ => None,
+    }
+}
+
+/// A CloudWatchAlarm rule of an `OnSuccess` condition.
+#[derive(Debug, Clone, PartialEq)]
+struct BakeRule {
+    /// The rule's `Name`.
+    rule: String,
+    /// `Configuration.AlarmName`.
+    alarm: String,
+    /// `Configuration.AlarmStates` (default `ALARM`).
+    states: Vec<AlarmState>,
+    /// `Configuration.WaitTime`, minutes (default 0: one check).
+    wait_minutes: u32,
+    /// The condition's `Result` (`ROLLBACK` or `FAIL`).
+    result: String,
+}
+
+/// A stage's conditions as the rehearsal emulates them: `OnFailure`
+/// `Result: ROLLBACK`, and `OnSuccess` conditions of CloudWatchAlarm rules
+/// (the shapes of "Configure conditions for a stage", AWS CodePipeline User
+/// Guide, and StageDeclaration in AWS::CodePipeline::Pipeline, CloudFormation
+/// Template Reference). Everything else is listed in `not_emulated`.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct StageConditions {
+    on_failure_rollback: bool,
+    bake: Vec<BakeRule>,
+    not_emulated: Vec<String>,
+}
+
+impl StageConditions {
+    fn read(pipeline: &Pipeline, stage: &str) -> Self {
+        let mut conditions = StageConditions::default();
+        let Some(declaration) = pipeline
+            .property("Stages")
+            .and_then(Value::as_array)
+            .and_then(|stages| stages.iter().find(|s| s["Name"] == stage))
+        else {
+            return conditions;
+        };
+        if declaration.get("BeforeEntry").is_some() {
+            conditions
+                .not_emulated
+                .push("BeforeEntry conditions are not emulated (the stage is entered)".into());
+        }
+        if let Some(on_failure) = declaration.get("OnFailure") {
+            match on_failure.get("Result").and_then(Value::as_str) {
+                Some("ROLLBACK") => conditions.on_failure_rollback = true,
+                Some("FAIL") | None => {}
+                Some(other) => conditions.not_emulated.push(format!(
+                    "OnFailure Result {other} is not emulated (a failed stage just fails)"
+                )),
+            }
+            if on_failure.get("Conditions").is_some() {
+                conditions
+                    .not_emulated
+                    .push("OnFailure Conditions are not emulated".into());
+            }
+        }
+        let on_success = declaration
+            .get("OnSuccess")
+            .and_then(|s| s.get("Conditions"))
+            .and_then(Value::as_array);
+        for condition in on_success.into_iter().flatten() {
+            let result = condition
+                .get("Result")
+                .and_then(Value::as_str)
+                .unwrap_or("FAIL")
+                .to_string();
+            for rule in condition
+                .get("Rules")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let name = rule["Name"].as_str().unwrap_or("(unnamed)").to_string();
+                let provider = rule["RuleTypeId"]["Provider"].as_str().unwrap_or_default();
+                let config = &rule["Configuration"];
+                let alarm = config["AlarmName"].as_str();
+                match (provider, alarm) {
+                    ("CloudWatchAlarm", Some(alarm)) => {
+                        let text = |v: &Value| match v {
+                            Value::String(s) => Some(s.clone()),
+                            Value::Number(n) => Some(n.to_string()),
+                            _ => None,
+                        };
+                        let wait_minutes = text(&config["WaitTime"])
+                            .and_then(|t| t.trim().parse::<u32>().ok())
+                            .unwrap_or(0);
+                        let mut states: Vec<AlarmState> = text(&config["AlarmStates"])
+                            .unwrap_or_default()
+                            .split(',')
+                            .filter_map(|s| match s.trim() {
+                                "ALARM" => Some(AlarmState::Alarm),
+                                "OK" => Some(AlarmState::Ok),
+                                "INSUFFICIENT_DATA" => Some(AlarmState::InsufficientData),
+                                _ => None,
+                            })
+                            .collect();
+                        if states.is_empty() {
+                            states.push(AlarmState::Alarm);
+                        }
+                        conditions.bake.push(BakeRule {
+                            rule: name,
+                            alarm: alarm.to_string(),
+                            states,
+                            wait_minutes,
+                            result: result.clone(),
+                        });
+                    }
+                    _ => conditions.not_emulated.push(format!(
+                        "OnSuccess rule {name} ({provider}) is not emulated (only CloudWatchAlarm rules are)"
+                    )),
+                }
+            }
+        }
+        conditions
+    }
 }
 
 fn describe_deploy(deployed: &stack::Deployed) -> String {
@@ -1190,6 +2010,170 @@ mod tests {
             build_progress(log),
             "; build.sh: building function b (2 of 2); cargo: Compiling time-service v0.1.0"
         );
+    }
+
+    fn repository_pipeline() -> Pipeline {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipeline.yaml");
+        let template = Template::from_path(&path).unwrap();
+        let parameters = template
+            .parameter_values(&BTreeMap::from([(
+                "ProdBakeMinutes".to_string(),
+                "7".to_string(),
+            )]))
+            .unwrap();
+        let locals = Locals::new("TimeService-pipeline", &template, parameters);
+        template.resolved(&locals.resolver).only_pipeline().unwrap()
+    }
+
+    #[test]
+    fn prods_conditions_are_read_from_pipeline_yaml_rollback_and_a_bake_on_three_alarms() {
+        let conditions = StageConditions::read(&repository_pipeline(), "Prod");
+        assert!(conditions.on_failure_rollback);
+        assert!(conditions.not_emulated.is_empty(), "{conditions:?}");
+        let alarms: Vec<(&str, u32, &str)> = conditions
+            .bake
+            .iter()
+            .map(|r| (r.alarm.as_str(), r.wait_minutes, r.result.as_str()))
+            .collect();
+        assert_eq!(
+            alarms,
+            [
+                ("TimeService-prod-errors", 7, "ROLLBACK"),
+                ("TimeService-prod-5xx", 7, "ROLLBACK"),
+                ("TimeService-prod-latency-p99", 7, "ROLLBACK"),
+            ]
+        );
+        assert!(
+            conditions
+                .bake
+                .iter()
+                .all(|r| r.states == [AlarmState::Alarm])
+        );
+    }
+
+    #[test]
+    fn beta_rolls_back_on_failure_and_has_no_bake() {
+        let conditions = StageConditions::read(&repository_pipeline(), "Beta");
+        assert!(conditions.on_failure_rollback);
+        assert!(conditions.bake.is_empty());
+        let build = StageConditions::read(&repository_pipeline(), "Build");
+        assert_eq!(build, StageConditions::default());
+    }
+
+    #[test]
+    fn conditions_the_rehearsal_does_not_emulate_are_named() {
+        let template = Template::from_yaml_str(
+            "Resources:\n  P:\n    Type: AWS::CodePipeline::Pipeline\n    Properties:\n      Stages:\n        - Name: S\n          BeforeEntry: {Conditions: []}\n          OnFailure: {Result: RETRY}\n          OnSuccess:\n            Conditions:\n              - Result: FAIL\n                Rules:\n                  - Name: L\n                    RuleTypeId: {Category: Rule, Owner: AWS, Provider: LambdaInvoke, Version: '1'}\n                  - Name: A\n                    RuleTypeId: {Category: Rule, Owner: AWS, Provider: CloudWatchAlarm, Version: '1'}\n                    Configuration: {AlarmName: a, AlarmStates: 'ALARM,INSUFFICIENT_DATA'}\n          Actions: []\n",
+        )
+        .unwrap();
+        let conditions = StageConditions::read(&template.only_pipeline().unwrap(), "S");
+        assert!(!conditions.on_failure_rollback);
+        assert_eq!(conditions.not_emulated.len(), 3, "{conditions:?}");
+        assert!(conditions.not_emulated[2].contains("LambdaInvoke"));
+        assert_eq!(conditions.bake.len(), 1);
+        assert_eq!(
+            conditions.bake[0].states,
+            [AlarmState::Alarm, AlarmState::InsufficientData]
+        );
+        assert_eq!(conditions.bake[0].wait_minutes, 0);
+        assert_eq!(conditions.bake[0].result, "FAIL");
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_runs_and_every_last_successful_release() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "20260101T000000-a",
+            "20260102T000000-b",
+            "20260103T000000-c",
+            "20260104T000000-d",
+        ] {
+            std::fs::create_dir_all(dir.path().join(name)).unwrap();
+        }
+        let protected = [dir.path().join("20260101T000000-a")];
+        prune_runs(dir.path(), 2, &protected);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "20260101T000000-a",
+                "20260103T000000-c",
+                "20260104T000000-d"
+            ]
+        );
+    }
+
+    fn review_variables() -> Variables {
+        BTreeMap::from([(
+            "ProdReview".to_string(),
+            BTreeMap::from([
+                ("ReviewText".to_string(), "+ added Fn2".to_string()),
+                ("Added".to_string(), "2".to_string()),
+                ("ChangeSetUrl".to_string(), "https://console/cs".to_string()),
+            ]),
+        )])
+    }
+
+    #[test]
+    fn variable_references_resolve_to_earlier_actions_output_variables() {
+        let text = resolve_variables(
+            "CustomData",
+            "Review: #{ProdReview.ReviewText} (#{ProdReview.Added} added)",
+            &review_variables(),
+        )
+        .unwrap();
+        assert_eq!(text, "Review: + added Fn2 (2 added)");
+        assert_eq!(
+            resolve_variables(
+                "CustomData",
+                "no references, ${Sub} kept",
+                &review_variables()
+            )
+            .unwrap(),
+            "no references, ${Sub} kept"
+        );
+    }
+
+    #[test]
+    fn an_unknown_namespace_or_variable_fails_the_action_naming_the_reference() {
+        let err =
+            resolve_variables("CustomData", "#{Gate.ChecksRun}", &review_variables()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("#{Gate.ChecksRun}"), "{text}");
+        assert!(
+            text.contains("no earlier action of this run has Namespace Gate"),
+            "{text}"
+        );
+        assert!(text.contains("ProdReview"), "{text}");
+        let err =
+            resolve_variables("CustomData", "#{ProdReview.Nope}", &review_variables()).unwrap_err();
+        assert!(err.to_string().contains("did not output Nope"), "{err}");
+        assert!(resolve_variables("CustomData", "#{NoDot}", &review_variables()).is_err());
+    }
+
+    #[test]
+    fn the_repository_pipeline_resolves_prods_approval_from_the_review() {
+        let pipeline = repository_pipeline();
+        let prod = pipeline.stages().iter().find(|s| s.name == "Prod").unwrap();
+        let approve = prod.actions.iter().find(|a| a.name == "Approve").unwrap();
+        let review = prod
+            .actions
+            .iter()
+            .find(|a| a.name == "ReviewChanges")
+            .unwrap();
+        assert_eq!(namespace(review), Some("ProdReview"));
+        let resolved = with_variables(approve, &review_variables()).unwrap();
+        assert_eq!(resolved.config_str("CustomData"), Some("+ added Fn2"));
+        assert_eq!(
+            resolved.config_str("ExternalEntityLink"),
+            Some("https://console/cs")
+        );
+        // Without the review's variables the approval cannot resolve them.
+        assert!(with_variables(approve, &BTreeMap::new()).is_err());
     }
 
     #[test]

@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 
 use crate::ids;
 use crate::runtime::FunctionHost;
+use crate::shift::{Alias, ObservedRequest, Observer};
 
 /// Which API Gateway flavour (and so which event payload) a route uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +50,34 @@ pub struct Route {
     pub method: Option<Method>,
     /// A path template (`/time/{timeZone+}`), or `$default` (HTTP APIs).
     pub path: String,
-    pub function: Arc<FunctionHost>,
+    pub target: Target,
+}
+
+/// What a route invokes: a function, or an alias (which picks one of its
+/// versions per request by its weights).
+#[derive(Debug, Clone)]
+pub enum Target {
+    Function(Arc<FunctionHost>),
+    Alias(Arc<Alias>),
+}
+
+impl From<Arc<FunctionHost>> for Target {
+    fn from(host: Arc<FunctionHost>) -> Self {
+        Target::Function(host)
+    }
+}
+
+impl Target {
+    /// The process for the next request, and the version it runs (aliases).
+    fn pick(&self) -> (Arc<FunctionHost>, Option<u32>) {
+        match self {
+            Target::Function(host) => (host.clone(), None),
+            Target::Alias(alias) => {
+                let version = alias.pick();
+                (version.host.clone(), Some(version.number))
+            }
+        }
+    }
 }
 
 impl Route {
@@ -120,6 +148,7 @@ fn decode(text: &str) -> String {
 
 struct Shared {
     routes: RwLock<Vec<Route>>,
+    observer: RwLock<Option<Arc<Observer>>>,
 }
 
 /// A running gateway. Its port stays the same when a redeploy swaps routes.
@@ -141,6 +170,7 @@ impl Gateway {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             routes: RwLock::new(Vec::new()),
+            observer: RwLock::new(None),
         });
         let app = Router::new()
             .fallback(handle)
@@ -166,7 +196,57 @@ impl Gateway {
     /// Replaces every route (a redeploy).
     pub fn set_routes(&self, mut routes: Vec<Route>) {
         routes.sort_by_key(|r| std::cmp::Reverse(r.specificity()));
-        *self.shared.routes.write().expect("routes poisoned") = routes;
+        *self
+            .shared
+            .routes
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = routes;
+    }
+
+    /// The routes now served.
+    pub fn routes(&self) -> Vec<Route> {
+        self.shared
+            .routes
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Records every request from now on in `observer` (the stage's metrics).
+    pub fn set_observer(&self, observer: Arc<Observer>) {
+        *self
+            .shared
+            .observer
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(observer);
+    }
+
+    /// Paths for synthetic load: one per route that answers GET, path
+    /// parameters filled with `rehearsal`, REST routes under their stage.
+    pub fn load_paths(&self) -> Vec<String> {
+        let mut paths: Vec<String> = self
+            .routes()
+            .iter()
+            .filter(|r| r.method.as_ref().is_none_or(|m| *m == Method::GET))
+            .map(|r| {
+                let path = if r.path == "$default" {
+                    "/".to_string()
+                } else {
+                    r.path
+                        .split('/')
+                        .map(|s| if s.starts_with('{') { "rehearsal" } else { s })
+                        .collect::<Vec<_>>()
+                        .join("/")
+                };
+                match &r.kind {
+                    ApiKind::Http => path,
+                    ApiKind::Rest { stage } => format!("/{stage}{path}"),
+                }
+            })
+            .collect();
+        paths.sort();
+        paths.dedup();
+        paths
     }
 }
 
@@ -215,7 +295,11 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let routes = shared.routes.read().expect("routes poisoned").clone();
+    let routes = shared
+        .routes
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone();
     let Some((route, path, params)) = find_route(&routes, &method, uri.path()) else {
         // What API Gateway answers for a path no route matches.
         return message(StatusCode::NOT_FOUND, "Not Found");
@@ -241,23 +325,53 @@ async fn handle(
             return message(StatusCode::BAD_REQUEST, "Bad Request");
         }
     };
-    match route.function.invoke(Bytes::from(event)).await {
+    let (host, version) = route.target.pick();
+    let started = std::time::Instant::now();
+    let outcome = host.invoke(Bytes::from(event)).await;
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let error = outcome.is_err();
+    let response = match outcome {
         Ok(payload) => match function_response(&route.kind, &payload) {
             Ok(response) => response,
             Err(why) => {
-                tracing::warn!(function = route.function.name(), %why, "malformed Lambda proxy response");
+                tracing::warn!(function = host.name(), %why, "malformed Lambda proxy response");
                 message(StatusCode::BAD_GATEWAY, "Internal Server Error")
             }
         },
         Err(error) => {
-            tracing::warn!(function = route.function.name(), %error, "function failed behind the API");
+            tracing::warn!(function = host.name(), %error, "function failed behind the API");
             if error.error_type == "Sandbox.Timedout" {
                 message(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
             } else {
                 message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
             }
         }
+    };
+    let observer = shared
+        .observer
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone();
+    if let Some(observer) = observer {
+        let api_stage = match &route.kind {
+            ApiKind::Http => "$default",
+            ApiKind::Rest { stage } => stage.as_str(),
+        };
+        observer.record_request(&ObservedRequest {
+            api_id: &route.api_id,
+            api_stage,
+            status: response.status().as_u16(),
+            function: Some(host.name()),
+            alias_resource: match &route.target {
+                Target::Alias(alias) => Some(alias.resource()),
+                Target::Function(_) => None,
+            },
+            version,
+            error,
+            duration_ms,
+        });
     }
+    response
 }
 
 struct RequestParts<'a> {
@@ -530,7 +644,7 @@ mod tests {
             kind: ApiKind::Http,
             method,
             path: path.into(),
-            function: Arc::new(FunctionHost::new(config)),
+            target: Target::Function(Arc::new(FunctionHost::new(config))),
         }
     }
 
@@ -548,6 +662,18 @@ mod tests {
 
     fn routed(routes: &[Route], method: Method, path: &str) -> Option<String> {
         find_route(routes, &method, path).map(|(route, _, _)| route.path)
+    }
+
+    #[tokio::test]
+    async fn synthetic_load_paths_are_the_get_routes_with_parameters_filled_in() {
+        let gateway = Gateway::start().await.unwrap();
+        let mut routes = app_routes();
+        routes.push(route(Some(Method::POST), "/only-post"));
+        gateway.set_routes(routes);
+        assert_eq!(
+            gateway.load_paths(),
+            ["/", "/rehearsal", "/time", "/time/rehearsal"]
+        );
     }
 
     #[test]

@@ -10,25 +10,38 @@
 //!   outputs resolved to local values by `cfn_template::Resolver`.
 //! - [`runtime`] serves the Lambda Runtime API to each function process.
 //! - [`endpoint`] answers the functions' AWS calls (CloudFormation
-//!   DescribeStacks, Lambda Invoke, CodePipeline job results) from the local
-//!   [`world`], in AWS's wire formats.
+//!   DescribeStacks and DescribeChangeSet, Lambda Invoke, CodePipeline job
+//!   results with their output variables) from the local [`world`], in AWS's
+//!   wire formats.
+//! - [`changeset`] computes a `CHANGE_SET_REPLACE` change set from the
+//!   running stack's template and parameters and the new ones.
 //! - [`report`] prints progress, the final table and the JSON result.
+//! - [`view`] is the run as a picture (stages, actions, states) built from
+//!   the printer's events; [`live`] draws it on a terminal, [`console`]
+//!   serves it as a page on a loopback port (`--keep`, `--watch`).
 //! - [`lock`] keeps to one rehearsal per work directory.
 //! - [`traffic`] and [`alarms`]: the building blocks of gradual deployment
 //!   (a `DeploymentPreference`'s schedule, time-scaled; the alias's traffic
-//!   split; CloudWatch alarm evaluation), not yet used by the executor.
+//!   split; CloudWatch alarm evaluation), wired by [`shift`]: an alias's
+//!   local versions, what a stage's gateway observes, the time-scaled
+//!   shift under synthetic load, rolled back by an alarm.
 
 pub mod alarms;
+pub mod changeset;
+pub mod console;
 pub mod endpoint;
 pub mod executor;
 pub mod gateway;
 pub mod ids;
+pub mod live;
 pub mod lock;
 pub mod report;
 pub mod runtime;
+pub mod shift;
 pub mod source;
 pub mod stack;
 pub mod traffic;
+pub mod view;
 pub mod world;
 
 pub use executor::{ActionError, Options, Rehearsal, RehearsalError};

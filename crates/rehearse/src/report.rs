@@ -47,6 +47,11 @@ pub struct ActionReport {
     /// Why it failed, as the typed error (`error` is its message).
     #[serde(skip)]
     pub failure: Option<Arc<ActionError>>,
+    /// The output variables it produced (a Lambda job's
+    /// `outputVariables`), which later actions read through its
+    /// `Namespace`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub output_variables: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -362,11 +367,17 @@ impl Printer {
         let took = seconds(report.duration_ms);
         match report.status {
             Status::Succeeded => {
-                let detail = report
+                let mut detail = report
                     .summary
                     .as_deref()
                     .map(|s| format!(": {s}"))
                     .unwrap_or_default();
+                if !report.output_variables.is_empty() {
+                    detail += &format!(
+                        "\n    variables: {}",
+                        variables_line(&report.output_variables)
+                    );
+                }
                 self.line(&format!(
                     "[{}] ✔ {stage}/{} succeeded in {took}{detail}",
                     clock(),
@@ -403,6 +414,24 @@ impl Printer {
     pub fn summary(&self, report: &RunReport, stages_stay_up: StagesStayUp) {
         self.line(summary_text(report, stages_stay_up).trim_end());
     }
+}
+
+/// Output variables on one line, `Name=value, ...`, each value on one line
+/// and at most 80 characters (the full values are in `--json`).
+pub fn variables_line(variables: &BTreeMap<String, String>) -> String {
+    variables
+        .iter()
+        .map(|(name, value)| {
+            let flat = value.split_whitespace().collect::<Vec<_>>().join(" ");
+            let short: String = if flat.chars().count() > 80 {
+                flat.chars().take(79).chain(['…']).collect()
+            } else {
+                flat
+            };
+            format!("{name}={short}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Whether the deployed stages outlive the summary: with `--keep` or
@@ -501,6 +530,7 @@ mod tests {
                     summary: None,
                     error: Some("JobFailed: 1 of 10 checks failed".into()),
                     failure: None,
+                    output_variables: Default::default(),
                 }],
                 rolled_back: None,
             }],

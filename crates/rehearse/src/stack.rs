@@ -12,9 +12,12 @@ use cfn_template::{ParameterError, ResolveError, Resolver, Template};
 use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
-use crate::gateway::{ApiKind, Gateway, Route};
+use crate::alarms::{AlarmRule, AlarmsError, alarm_rules};
+use crate::gateway::{ApiKind, Gateway, Route, Target};
 use crate::ids;
 use crate::runtime::{FunctionConfig, FunctionHost, StartError};
+use crate::shift::{Alias, Observer, Shift, Version};
+use crate::traffic::{DeploymentType, TrafficError};
 use crate::world::{StackRecord, World};
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +63,15 @@ pub enum DeployError {
     BadEvent { function: String, event: String },
     #[error("stack {stack} does not exist")]
     NoSuchStack { stack: String },
+    #[error(
+        "stack {stack}: {source}; the rehearsal evaluates metric alarms (Namespace, MetricName, Dimensions, Statistic or ExtendedStatistic, Period, EvaluationPeriods, Threshold, ComparisonOperator)"
+    )]
+    Alarms { stack: String, source: AlarmsError },
+    #[error("function {function}: DeploymentPreference: {source}")]
+    DeploymentType {
+        function: String,
+        source: TrafficError,
+    },
 }
 
 /// What a deploy produced, for the report.
@@ -73,9 +85,65 @@ pub struct Deployed {
 }
 
 struct LocalStack {
+    /// The processes serving now (for an alias: its current version's).
     functions: Vec<Arc<FunctionHost>>,
     gateway: Option<Arc<Gateway>>,
     record: StackRecord,
+    routes: Vec<Route>,
+    /// `AutoPublishAlias` aliases, by the function's logical id.
+    aliases: HashMap<String, Arc<Alias>>,
+    /// What the gateway observed since the last deploy.
+    observer: Arc<Observer>,
+    /// The stack's `AWS::CloudWatch::Alarm`s, by alarm name.
+    alarms: BTreeMap<String, AlarmRule>,
+    /// The template and parameter overrides of the last deploy.
+    template: PathBuf,
+    overrides: BTreeMap<String, String>,
+}
+
+/// A stack's alarm, with what the rehearsal needs to watch it.
+pub struct StackAlarm {
+    pub stack: String,
+    pub rule: AlarmRule,
+    pub observer: Arc<Observer>,
+    /// The stack's gateway (where synthetic load goes), if it has one.
+    pub gateway: Option<Arc<Gateway>>,
+}
+
+/// A prepared update of a stack: new processes started and routed, the
+/// traffic shifts of its aliases still to run. Finish it with
+/// [`Deployer::commit`] or [`Deployer::abandon`].
+pub struct Update {
+    stack: String,
+    deployed: Deployed,
+    /// Every process the update started.
+    hosts: Vec<Arc<FunctionHost>>,
+    routes: Vec<Route>,
+    gateway: Option<Arc<Gateway>>,
+    parameters: BTreeMap<String, String>,
+    aliases: HashMap<String, Arc<Alias>>,
+    observer: Arc<Observer>,
+    alarms: BTreeMap<String, AlarmRule>,
+    template: PathBuf,
+    overrides: BTreeMap<String, String>,
+    /// The shifts to run, each with the version its alias pointed to before.
+    pub shifts: Vec<(Shift, Arc<Version>)>,
+    /// What the rehearsal does not emulate in this template.
+    pub notes: Vec<String>,
+}
+
+impl Update {
+    pub fn stack(&self) -> &str {
+        &self.stack
+    }
+}
+
+/// A function's `AutoPublishAlias` and `DeploymentPreference`, resolved.
+struct AliasSpec {
+    name: String,
+    deployment_type: DeploymentType,
+    /// The preference's alarms, by name.
+    alarms: Vec<String>,
 }
 
 /// Deploys and holds the local stacks of one rehearsal.
@@ -91,6 +159,8 @@ struct FunctionSpec {
     logical_id: String,
     config: FunctionConfig,
     events: Vec<(String, ApiKind, String, Option<String>, String)>,
+    alias: Option<AliasSpec>,
+    notes: Vec<String>,
 }
 
 const API_TYPES: [&str; 2] = ["AWS::Serverless::HttpApi", "AWS::Serverless::Api"];
@@ -125,6 +195,15 @@ impl Deployer {
             .collect()
     }
 
+    /// The gateway of `stack_name`, if it serves APIs.
+    pub async fn gateway(&self, stack_name: &str) -> Option<Arc<Gateway>> {
+        self.stacks
+            .lock()
+            .await
+            .get(stack_name)
+            .and_then(|s| s.gateway.clone())
+    }
+
     /// Deletes a stack: stops its functions and its gateway.
     pub async fn delete(&self, stack_name: &str) -> Result<(), DeployError> {
         let stack = self.stacks.lock().await.remove(stack_name).ok_or_else(|| {
@@ -151,14 +230,85 @@ impl Deployer {
     }
 
     /// Creates or updates `stack_name` from the template at `template_path`
-    /// with `overrides` for its parameters. An update starts the new
-    /// processes before it stops the old ones and keeps the gateway's port.
+    /// with `overrides` for its parameters, all at once: every alias points
+    /// to its new version straight away. An update starts the new processes
+    /// before it stops the old ones and keeps the gateway's port.
     pub async fn deploy(
         &self,
         stack_name: &str,
         template_path: &Path,
         overrides: &BTreeMap<String, String>,
     ) -> Result<Deployed, DeployError> {
+        let update = self.prepare(stack_name, template_path, overrides).await?;
+        for (shift, _) in &update.shifts {
+            shift.alias.begin_shift(shift.new.clone());
+            shift.alias.promote();
+        }
+        Ok(self.commit(update).await)
+    }
+
+    /// Whether `stack_name` runs the template at `template_path` with
+    /// `overrides` already (CloudFormation would find no changes).
+    pub async fn is_current(
+        &self,
+        stack_name: &str,
+        template_path: &Path,
+        overrides: &BTreeMap<String, String>,
+    ) -> bool {
+        self.stacks
+            .lock()
+            .await
+            .get(stack_name)
+            .is_some_and(|s| s.template == template_path && &s.overrides == overrides)
+    }
+
+    /// The template and parameter overrides `stack_name` runs (its last
+    /// deploy), if it exists: what a change set is computed against.
+    pub async fn running(&self, stack_name: &str) -> Option<(PathBuf, BTreeMap<String, String>)> {
+        self.stacks
+            .lock()
+            .await
+            .get(stack_name)
+            .map(|s| (s.template.clone(), s.overrides.clone()))
+    }
+
+    /// The alarm named `name` of any running stack.
+    pub async fn alarm(&self, name: &str) -> Option<StackAlarm> {
+        let stacks = self.stacks.lock().await;
+        stacks.iter().find_map(|(stack, local)| {
+            local.alarms.get(name).map(|rule| StackAlarm {
+                stack: stack.clone(),
+                rule: rule.clone(),
+                observer: local.observer.clone(),
+                gateway: local.gateway.clone(),
+            })
+        })
+    }
+
+    /// The current version of each alias of `stack_name`: (`function:alias`, version).
+    pub async fn alias_versions(&self, stack_name: &str) -> BTreeMap<String, u32> {
+        let stacks = self.stacks.lock().await;
+        stacks
+            .get(stack_name)
+            .map(|s| {
+                s.aliases
+                    .values()
+                    .map(|a| (a.resource(), a.current().number))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Prepares an update (or the creation) of `stack_name`: starts the new
+    /// processes and routes the gateway to them; an alias with a previous
+    /// version gets a new version and a shift to run (its traffic stays on
+    /// the previous version until the shift moves it).
+    pub async fn prepare(
+        &self,
+        stack_name: &str,
+        template_path: &Path,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<Update, DeployError> {
         let template = Template::from_path(template_path).map_err(|source| DeployError::Load {
             path: template_path.display().to_string(),
             source,
@@ -263,6 +413,41 @@ impl Deployer {
             }
             locals.insert(logical_id, values);
         }
+        // An alarm's Ref is its name (what DeploymentPreference.Alarms and
+        // the stack's outputs hold).
+        for (logical_id, body) in &resources {
+            if resource_type(body) == "AWS::CloudWatch::Alarm"
+                && let Some(name) = body["Properties"].get("AlarmName")
+            {
+                let name = locals.text(
+                    name,
+                    &format!("Resources.{logical_id}.Properties.AlarmName"),
+                )?;
+                let mut values = locals.resources[logical_id.as_str()].clone();
+                values.reference = name;
+                locals.insert(logical_id, values);
+            }
+        }
+        let alarms: BTreeMap<String, AlarmRule> = alarm_rules(&template, &locals.resolver)
+            .map_err(|source| DeployError::Alarms {
+                stack: stack_name.to_string(),
+                source,
+            })?
+            .into_iter()
+            .map(|(logical_id, rule)| {
+                let name = rule
+                    .name
+                    .clone()
+                    .or_else(|| {
+                        locals
+                            .resources
+                            .get(&logical_id)
+                            .map(|v| v.reference.clone())
+                    })
+                    .unwrap_or(logical_id);
+                (name, rule)
+            })
+            .collect();
 
         // Functions, with Globals.Function merged in as SAM merges it.
         let globals = template
@@ -316,8 +501,65 @@ impl Deployer {
             .collect();
         futures::future::try_join_all(hosts.iter().map(|h| h.warm())).await?;
 
-        let mut routes = Vec::new();
+        let (old_aliases, observer) = {
+            let stacks = self.stacks.lock().await;
+            match stacks.get(stack_name) {
+                Some(old) => (old.aliases.clone(), old.observer.clone()),
+                None => (HashMap::new(), Arc::new(Observer::new())),
+            }
+        };
+        // The alarms watch what happens from this deployment on.
+        observer.reset();
+        let mut aliases = HashMap::new();
+        let mut shifts = Vec::new();
+        let mut notes = Vec::new();
+        let mut targets = Vec::new();
         for (spec, host) in specs.iter().zip(&hosts) {
+            notes.extend(spec.notes.iter().cloned());
+            let Some(alias_spec) = &spec.alias else {
+                targets.push(Target::Function(host.clone()));
+                continue;
+            };
+            let previous = old_aliases
+                .get(&spec.logical_id)
+                .filter(|a| a.name == alias_spec.name && a.function == spec.config.name);
+            let alias = match previous {
+                Some(alias) => {
+                    let new = alias.publish(host.clone());
+                    let mut watched = Vec::new();
+                    for name in &alias_spec.alarms {
+                        match alarms.get(name) {
+                            Some(rule) => watched.push((name.clone(), rule.clone())),
+                            None => notes.push(format!(
+                                "{}: alarm {name} of its DeploymentPreference is not in stack {stack_name}; not watched",
+                                spec.logical_id
+                            )),
+                        }
+                    }
+                    shifts.push((
+                        Shift {
+                            alias: alias.clone(),
+                            new,
+                            deployment_type: alias_spec.deployment_type,
+                            alarms: watched,
+                            observer: observer.clone(),
+                        },
+                        alias.current(),
+                    ));
+                    alias.clone()
+                }
+                None => Arc::new(Alias::new(
+                    &spec.config.name,
+                    &alias_spec.name,
+                    host.clone(),
+                )),
+            };
+            aliases.insert(spec.logical_id.clone(), alias.clone());
+            targets.push(Target::Alias(alias));
+        }
+
+        let mut routes = Vec::new();
+        for (spec, target) in specs.iter().zip(&targets) {
             for (event, kind, api_id, method, path) in &spec.events {
                 let method = match method.as_deref() {
                     None | Some("ANY") | Some("any") | Some("x-amazon-apigateway-any-method") => {
@@ -339,40 +581,72 @@ impl Deployer {
                     kind: kind.clone(),
                     method,
                     path: path.clone(),
-                    function: host.clone(),
+                    target: target.clone(),
                 });
             }
         }
+        if let Some(gateway) = &gateway {
+            gateway.set_observer(observer.clone());
+            gateway.set_routes(routes.clone());
+        }
+        Ok(Update {
+            stack: stack_name.to_string(),
+            deployed: Deployed {
+                stack: stack_name.to_string(),
+                outputs,
+                functions: hosts.iter().map(|h| h.name().to_string()).collect(),
+                api_base: base_url.map(|b| format!("{b}/")),
+            },
+            hosts,
+            routes,
+            gateway,
+            parameters,
+            aliases,
+            observer,
+            alarms,
+            template: template_path.to_path_buf(),
+            overrides: overrides.clone(),
+            shifts,
+            notes,
+        })
+    }
 
+    /// Completes an update whose shifts all completed: the stack now runs
+    /// the new processes, and the old ones stop.
+    pub async fn commit(&self, update: Update) -> Deployed {
+        let stack_name = update.stack.clone();
         let mut stacks = self.stacks.lock().await;
-        let old = stacks.remove(stack_name);
-        let mut record = StackRecord::new(stack_name);
+        let old = stacks.remove(&stack_name);
+        let mut record = StackRecord::new(&stack_name);
         if let Some(old) = &old {
             record.stack_id = old.record.stack_id.clone();
             record.created = old.record.created;
             record.updated = Some(chrono::Utc::now());
             record.status = "UPDATE_COMPLETE".into();
         }
-        record.parameters = parameters;
-        record.outputs = outputs.clone();
+        record.parameters = update.parameters;
+        record.outputs = update.deployed.outputs.clone();
         if let Some(old) = &old {
             for host in &old.functions {
                 self.world.remove_function(host.name());
             }
         }
-        for host in &hosts {
+        for host in &update.hosts {
             self.world.put_function(host.clone());
-        }
-        if let Some(gateway) = &gateway {
-            gateway.set_routes(routes);
         }
         self.world.put_stack(record.clone());
         stacks.insert(
-            stack_name.to_string(),
+            stack_name.clone(),
             LocalStack {
-                functions: hosts.clone(),
-                gateway: gateway.clone(),
+                functions: update.hosts.clone(),
+                gateway: update.gateway,
                 record,
+                routes: update.routes,
+                aliases: update.aliases,
+                observer: update.observer,
+                alarms: update.alarms,
+                template: update.template,
+                overrides: update.overrides,
             },
         );
         drop(stacks);
@@ -386,15 +660,36 @@ impl Deployer {
         }
         tracing::info!(
             stack = stack_name,
-            functions = hosts.len(),
+            functions = update.hosts.len(),
             "stack deployed"
         );
-        Ok(Deployed {
-            stack: stack_name.to_string(),
-            outputs,
-            functions: hosts.iter().map(|h| h.name().to_string()).collect(),
-            api_base: base_url.map(|b| format!("{b}/")),
-        })
+        update.deployed
+    }
+
+    /// Gives up an update (an alarm rolled a shift back): the stack goes
+    /// back to what it ran before, as CloudFormation rolls a failed update
+    /// back, and the update's processes stop.
+    pub async fn abandon(&self, update: Update) {
+        for (shift, previous) in &update.shifts {
+            shift.alias.point_to(previous.clone());
+        }
+        let stacks = self.stacks.lock().await;
+        match stacks.get(&update.stack) {
+            Some(old) => {
+                if let Some(gateway) = &old.gateway {
+                    gateway.set_routes(old.routes.clone());
+                }
+            }
+            None => {
+                if let Some(gateway) = &update.gateway {
+                    gateway.set_routes(Vec::new());
+                }
+            }
+        }
+        drop(stacks);
+        for host in &update.hosts {
+            host.stop().await;
+        }
     }
 
     fn function_spec(
@@ -528,6 +823,52 @@ impl Deployer {
             }
             None => 2,
         };
+        let mut notes = Vec::new();
+        let alias = match property("AutoPublishAlias") {
+            None => None,
+            Some(v) => {
+                let alias_name = locals.text(v, &at("AutoPublishAlias"))?;
+                let preference = match property("DeploymentPreference") {
+                    Some(p) => locals
+                        .value(p, &at("DeploymentPreference"))?
+                        .unwrap_or(Value::Null),
+                    None => Value::Null,
+                };
+                let enabled = match preference.get("Enabled") {
+                    Some(Value::Bool(b)) => *b,
+                    Some(Value::String(s)) => !s.eq_ignore_ascii_case("false"),
+                    _ => true,
+                };
+                let deployment_type = match preference.get("Type").and_then(Value::as_str) {
+                    Some(t) if enabled => {
+                        t.parse().map_err(|source| DeployError::DeploymentType {
+                            function: logical_id.to_string(),
+                            source,
+                        })?
+                    }
+                    _ => DeploymentType::AllAtOnce,
+                };
+                let alarms = preference
+                    .get("Alarms")
+                    .and_then(Value::as_array)
+                    .map(|list| {
+                        list.iter()
+                            .filter_map(|a| a.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if preference.get("Hooks").is_some() {
+                    notes.push(format!(
+                        "{logical_id}: DeploymentPreference Hooks (PreTraffic/PostTraffic) are not run by the rehearsal"
+                    ));
+                }
+                Some(AliasSpec {
+                    name: alias_name,
+                    deployment_type,
+                    alarms,
+                })
+            }
+        };
         let log_file = self.log_dir.join(stack_name).join(format!("{name}.log"));
         if let Some(dir) = log_file.parent() {
             let _ = std::fs::create_dir_all(dir);
@@ -547,6 +888,8 @@ impl Deployer {
                 async_retries,
             },
             events,
+            alias,
+            notes,
         })
     }
 }
@@ -695,7 +1038,7 @@ fn resource_type(body: &Value) -> &str {
 }
 
 /// The resources whose `Condition` holds.
-fn live_resources(
+pub(crate) fn live_resources(
     template: &Template,
     locals: &Locals,
 ) -> Result<Vec<(String, Value)>, DeployError> {
@@ -754,7 +1097,7 @@ fn implicit_api(
 
 /// Properties with `Globals.Function` merged under them (the resource wins;
 /// environment variables merge key by key).
-fn merged_properties(properties: &Value, globals: &Value) -> Map<String, Value> {
+pub(crate) fn merged_properties(properties: &Value, globals: &Value) -> Map<String, Value> {
     let mut merged = globals.as_object().cloned().unwrap_or_default();
     for (key, value) in properties.as_object().into_iter().flatten() {
         if key == "Environment"

@@ -15,7 +15,8 @@
 //! own page is "Deploying serverless applications gradually with AWS SAM"
 //! (AWS SAM Developer Guide).
 //!
-//! How the executor is expected to use this module (with [`crate::alarms`]):
+//! How the rehearsal uses this module (with [`crate::alarms`]; the code is
+//! [`crate::shift`] and the executor's deploy):
 //!
 //! 1. On an update of a stack whose function has `AutoPublishAlias` and a
 //!    `DeploymentPreference`, parse its resolved `Type` with

@@ -3,11 +3,13 @@
 //! functions' AWS calls from here; the pipeline executor fills it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
+use crate::changeset::ResourceChange;
 use crate::ids;
 use crate::runtime::{FunctionError, FunctionHost};
 
@@ -42,11 +44,48 @@ impl StackRecord {
     }
 }
 
+/// A change set made by a `CHANGE_SET_REPLACE` action: what
+/// DescribeChangeSet tells about it, and what executing it deploys.
+#[derive(Debug, Clone)]
+pub struct ChangeSetRecord {
+    pub stack_name: String,
+    pub change_set_name: String,
+    pub change_set_id: String,
+    /// The stack's id; for a stack that does not exist yet, the id it gets
+    /// (CloudFormation creates it in `REVIEW_IN_PROGRESS`).
+    pub stack_id: String,
+    pub created: DateTime<Utc>,
+    /// `CREATE_COMPLETE`, or `FAILED` (with `status_reason`) when nothing
+    /// would change.
+    pub status: String,
+    pub status_reason: Option<String>,
+    /// `AVAILABLE`, or `UNAVAILABLE` for a failed change set.
+    pub execution_status: String,
+    /// `CREATE` (a new stack) or `UPDATE`.
+    pub change_set_type: String,
+    pub capabilities: Vec<String>,
+    /// Parameter values (defaults applied).
+    pub parameters: BTreeMap<String, String>,
+    pub changes: Vec<ResourceChange>,
+    /// What executing it deploys.
+    pub template: PathBuf,
+    pub overrides: BTreeMap<String, String>,
+}
+
+impl ChangeSetRecord {
+    /// Whether it has nothing to do (FAILED for want of changes).
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
 /// The result a function reported for a CodePipeline job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobResult {
     Succeeded {
         summary: Option<String>,
+        /// `outputVariables` (empty when none were sent).
+        variables: BTreeMap<String, String>,
     },
     Failed {
         /// `failureDetails.type`: JobFailed, ConfigurationError, ...
@@ -78,6 +117,7 @@ pub struct World {
     stacks: RwLock<BTreeMap<String, StackRecord>>,
     functions: RwLock<HashMap<String, Arc<FunctionHost>>>,
     jobs: Mutex<HashMap<String, Option<oneshot::Sender<JobResult>>>>,
+    change_sets: RwLock<BTreeMap<(String, String), ChangeSetRecord>>,
     async_failures: Mutex<Vec<AsyncFailure>>,
 }
 
@@ -113,6 +153,40 @@ impl World {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// Creates a change set, replacing one of the same name on the same
+    /// stack (CHANGE_SET_REPLACE).
+    pub fn put_change_set(&self, record: ChangeSetRecord) {
+        self.change_sets
+            .write()
+            .expect("change sets poisoned")
+            .insert(
+                (record.stack_name.clone(), record.change_set_name.clone()),
+                record,
+            );
+    }
+
+    /// A change set by stack (name or id) and change set (name or ARN), as
+    /// DescribeChangeSet accepts them.
+    pub fn change_set(&self, stack: Option<&str>, change_set: &str) -> Option<ChangeSetRecord> {
+        let sets = self.change_sets.read().expect("change sets poisoned");
+        sets.values()
+            .find(|c| {
+                c.change_set_id == change_set
+                    || (c.change_set_name == change_set
+                        && stack.is_some_and(|s| s == c.stack_name || s == c.stack_id))
+            })
+            .cloned()
+    }
+
+    /// Removes a change set (it was executed: CloudFormation deletes a
+    /// stack's change sets once one of them runs).
+    pub fn take_change_set(&self, stack: &str, change_set: &str) -> Option<ChangeSetRecord> {
+        self.change_sets
+            .write()
+            .expect("change sets poisoned")
+            .remove(&(stack.to_string(), change_set.to_string()))
     }
 
     pub fn put_function(&self, host: Arc<FunctionHost>) {
@@ -198,14 +272,29 @@ mod tests {
         let world = World::new();
         let mut rx = world.start_job("j1");
         world
-            .report_job("j1", JobResult::Succeeded { summary: None })
+            .report_job(
+                "j1",
+                JobResult::Succeeded {
+                    summary: None,
+                    variables: BTreeMap::new(),
+                },
+            )
             .unwrap();
         assert_eq!(
             rx.try_recv().unwrap(),
-            JobResult::Succeeded { summary: None }
+            JobResult::Succeeded {
+                summary: None,
+                variables: BTreeMap::new()
+            }
         );
         assert_eq!(
-            world.report_job("j1", JobResult::Succeeded { summary: None }),
+            world.report_job(
+                "j1",
+                JobResult::Succeeded {
+                    summary: None,
+                    variables: BTreeMap::new()
+                }
+            ),
             Err(JobReportError::NotInProgress("j1".into()))
         );
     }
@@ -214,7 +303,13 @@ mod tests {
     fn reports_for_unknown_jobs_are_refused() {
         let world = World::new();
         assert_eq!(
-            world.report_job("nope", JobResult::Succeeded { summary: None }),
+            world.report_job(
+                "nope",
+                JobResult::Succeeded {
+                    summary: None,
+                    variables: BTreeMap::new()
+                }
+            ),
             Err(JobReportError::NotFound("nope".into()))
         );
     }
@@ -225,7 +320,13 @@ mod tests {
         let _rx = world.start_job("j2");
         world.expire_job("j2");
         assert!(matches!(
-            world.report_job("j2", JobResult::Succeeded { summary: None }),
+            world.report_job(
+                "j2",
+                JobResult::Succeeded {
+                    summary: None,
+                    variables: BTreeMap::new()
+                }
+            ),
             Err(JobReportError::NotInProgress(_))
         ));
     }

@@ -219,7 +219,7 @@ async fn gateway_with(
         kind,
         method,
         path: path.into(),
-        function,
+        target: function.into(),
     }]);
     gateway
 }
@@ -398,7 +398,8 @@ async fn lambda_invoke_event_returns_202_at_once_and_runs_in_the_background() {
     assert_eq!(
         result,
         JobResult::Succeeded {
-            summary: Some("3 checks passed".into())
+            summary: Some("3 checks passed".into()),
+            variables: Default::default(),
         }
     );
     assert!(started.elapsed() < Duration::from_secs(20));
@@ -442,7 +443,8 @@ async fn a_job_reported_twice_is_refused_with_invalid_job_state() {
     assert_eq!(
         job.try_recv().unwrap(),
         JobResult::Succeeded {
-            summary: Some("3 checks passed".into())
+            summary: Some("3 checks passed".into()),
+            variables: Default::default(),
         }
     );
 }
@@ -537,4 +539,124 @@ async fn a_failed_event_invocation_is_retried_as_event_invoke_config_says() {
         "one attempt and two retries: {failures:?}"
     );
     assert!(failures.iter().all(|f| f.function == "retried-fn"));
+}
+
+fn change_set_record(
+    changes: Vec<rehearse::changeset::ResourceChange>,
+) -> rehearse::world::ChangeSetRecord {
+    let empty = changes.is_empty();
+    rehearse::world::ChangeSetRecord {
+        stack_name: "svc-prod".into(),
+        change_set_name: "svc-prod-review".into(),
+        change_set_id: "arn:aws:cloudformation:eu-west-1:123456789012:changeSet/svc-prod-review/1"
+            .into(),
+        stack_id: "arn:aws:cloudformation:eu-west-1:123456789012:stack/svc-prod/1".into(),
+        created: chrono::Utc::now(),
+        status: if empty { "FAILED" } else { "CREATE_COMPLETE" }.into(),
+        status_reason: empty.then(|| rehearse::changeset::NO_CHANGES.to_string()),
+        execution_status: if empty { "UNAVAILABLE" } else { "AVAILABLE" }.into(),
+        change_set_type: "UPDATE".into(),
+        capabilities: vec!["CAPABILITY_IAM".into()],
+        parameters: [("Stage".to_string(), "prod".to_string())].into(),
+        changes,
+        template: "packaged-app.yaml".into(),
+        overrides: Default::default(),
+    }
+}
+
+#[tokio::test]
+async fn describe_change_set_answers_in_the_wire_format_the_sdk_reads() {
+    use aws_sdk_cloudformation::types::{
+        ChangeAction, ChangeSetStatus, ExecutionStatus, Replacement,
+    };
+    use rehearse::changeset::{self, PropertyChange, ResourceChange};
+    let (world, endpoint) = local_aws().await;
+    world.put_change_set(change_set_record(vec![
+        ResourceChange {
+            action: changeset::ChangeAction::Add,
+            logical_id: "Fn2Role".into(),
+            resource_type: "AWS::IAM::Role".into(),
+            properties: Vec::new(),
+            type_changed: false,
+            permission: true,
+        },
+        ResourceChange {
+            action: changeset::ChangeAction::Modify,
+            logical_id: "Fn".into(),
+            resource_type: "AWS::Serverless::Function".into(),
+            properties: vec![PropertyChange {
+                name: "FunctionName".into(),
+                replaces: true,
+                parameter: Some("Stage".into()),
+            }],
+            type_changed: false,
+            permission: false,
+        },
+    ]));
+    let client = aws_sdk_cloudformation::Client::new(&sdk_from_test(&endpoint).await);
+    let out = client
+        .describe_change_set()
+        .stack_name("svc-prod")
+        .change_set_name("svc-prod-review")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), Some(&ChangeSetStatus::CreateComplete));
+    assert_eq!(out.execution_status(), Some(&ExecutionStatus::Available));
+    assert_eq!(out.stack_name(), Some("svc-prod"));
+    assert!(
+        out.change_set_id()
+            .unwrap()
+            .contains(":changeSet/svc-prod-review/")
+    );
+    assert_eq!(out.parameters().len(), 1);
+    let changes = out.changes();
+    assert_eq!(changes.len(), 2);
+    let added = changes[0].resource_change().unwrap();
+    assert_eq!(added.action(), Some(&ChangeAction::Add));
+    assert_eq!(added.resource_type(), Some("AWS::IAM::Role"));
+    let modified = changes[1].resource_change().unwrap();
+    assert_eq!(modified.replacement(), Some(&Replacement::True));
+    let target = modified.details()[0].target().unwrap();
+    assert_eq!(target.name(), Some("FunctionName"));
+    assert_eq!(modified.details()[0].causing_entity(), Some("Stage"));
+    // By ARN, without the stack.
+    let by_arn = client
+        .describe_change_set()
+        .change_set_name(out.change_set_id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_arn.changes().len(), 2);
+}
+
+#[tokio::test]
+async fn a_change_set_without_changes_is_failed_and_a_missing_one_is_not_found() {
+    use aws_sdk_cloudformation::types::{ChangeSetStatus, ExecutionStatus};
+    let (world, endpoint) = local_aws().await;
+    world.put_change_set(change_set_record(Vec::new()));
+    let client = aws_sdk_cloudformation::Client::new(&sdk_from_test(&endpoint).await);
+    let out = client
+        .describe_change_set()
+        .stack_name("svc-prod")
+        .change_set_name("svc-prod-review")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), Some(&ChangeSetStatus::Failed));
+    assert_eq!(out.execution_status(), Some(&ExecutionStatus::Unavailable));
+    assert!(
+        out.status_reason()
+            .unwrap()
+            .starts_with("The submitted information didn't contain changes")
+    );
+    let error = client
+        .describe_change_set()
+        .stack_name("svc-prod")
+        .change_set_name("nope")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(error.is_change_set_not_found_exception(), "{error:?}");
 }

@@ -688,32 +688,259 @@ fn the_cli_exits_2_when_there_is_nothing_to_rehearse() {
     );
 }
 
-/// Stage rollback and bake conditions (pipeline) and gradual deployments
-/// (app) are accepted, deployed as if absent, and named as not emulated.
-#[test]
-fn the_cli_accepts_stage_conditions_and_gradual_deployments_and_says_they_are_not_emulated() {
+/// Beta rolls back on failure (`OnFailure: ROLLBACK`); the app's function
+/// publishes a version per deploy behind the alias `live`.
+fn rollback_pipeline() -> String {
     let pipeline = PIPELINE.replace(
         "                UserParameters: '{\"stage\": \"beta\"}'\n",
         "                UserParameters: '{\"stage\": \"beta\"}'\n          OnFailure:\n            Result: ROLLBACK\n",
     );
+    assert_ne!(pipeline, PIPELINE);
+    pipeline
+}
+
+fn aliased_app() -> String {
     let app = APP.replace(
         "      Runtime: provided.al2023\n",
         "      Runtime: provided.al2023\n      AutoPublishAlias: live\n      DeploymentPreference: {Type: AllAtOnce}\n",
     );
-    assert_ne!(pipeline, PIPELINE);
     assert_ne!(app, APP);
+    app
+}
+
+#[test]
+fn a_first_failure_of_a_stage_with_rollback_says_there_is_nothing_to_roll_back_to() {
+    let repo = repository_with(&rollback_pipeline(), &aliased_app());
+    let (code, output) = cli(
+        repo.path(),
+        &["--approve", "--parameter", "Behaviour=report_failure"],
+    );
+    assert_eq!(code, Some(1), "{output}");
+    assert!(
+        output.contains("Beta: nothing to roll back to: the stage has not succeeded before"),
+        "{output}"
+    );
+    assert!(!output.contains("rolled back to"), "{output}");
+    assert!(!output.contains("not emulated"), "{output}");
+}
+
+#[tokio::test]
+async fn a_stage_failing_after_a_success_rolls_back_to_that_commit_in_the_table_and_json() {
+    let repo = repository_with(&rollback_pipeline(), &aliased_app());
+    let rehearsal = Rehearsal::start(options(repo.path())).await.unwrap();
+    let good = rehearsal.source_commit().unwrap();
+    let first = rehearsal.run(&good).await.unwrap();
+    assert!(first.succeeded(), "{first:#?}");
+    let versions = |v: std::collections::BTreeMap<String, u32>| v.into_values().collect::<Vec<_>>();
+    assert_eq!(versions(rehearsal.alias_versions("Svc-beta").await), [1]);
+    // The next commit's gate reports a failure.
+    let path = repo.path().join("pipeline.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace(
+            "Behaviour: {Type: String, Default: report}",
+            "Behaviour: {Type: String, Default: report_failure}",
+        ),
+    )
+    .unwrap();
+    git(repo.path(), &["commit", "-qam", "a gate that fails"]);
+    let bad = rehearsal.source_commit().unwrap();
+    assert_ne!(bad, good);
+    let second = rehearsal.run(&bad).await.unwrap();
+    let (at, _) = failed_with(&second);
+    assert_eq!(at, "Beta/Gate");
+    let beta = second.stage("Beta").unwrap();
+    assert_eq!(beta.status, Status::Failed);
+    let rollback = beta.rolled_back.as_ref().expect("Beta rolled back");
+    assert_eq!(rollback.to_commit, good);
+    assert!(
+        rollback.reason.contains("Gate failed"),
+        "{}",
+        rollback.reason
+    );
+    // Version 2 (the bad commit) was replaced by version 3 (the good one again).
+    assert_eq!(versions(rehearsal.alias_versions("Svc-beta").await), [3]);
+    let table = rehearse::report::summary_text(&second, rehearse::report::StagesStayUp::No);
+    assert!(
+        table.contains(&format!("Failed, rolled back to {}", &good[..8])),
+        "{table}"
+    );
+    let json = serde_json::to_value(&second).unwrap();
+    let beta_json = json["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "Beta")
+        .unwrap();
+    assert_eq!(beta_json["rolledBack"]["toCommit"], good.as_str());
+    rehearsal.shutdown().await;
+}
+
+/// An app whose function shifts gradually (the type a stack parameter),
+/// watched by an errors alarm of the template.
+const CANARY_APP: &str = r#"
+Transform: AWS::Serverless-2016-10-31
+Parameters:
+  Stage: {Type: String}
+  DeploymentType: {Type: String, Default: Canary10Percent5Minutes}
+Resources:
+  Api:
+    Type: AWS::Serverless::HttpApi
+  AppFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      FunctionName: !Sub "app-${Stage}"
+      CodeUri: fn
+      Handler: bootstrap
+      Runtime: provided.al2023
+      AutoPublishAlias: live
+      DeploymentPreference:
+        Type: !Ref DeploymentType
+        Alarms: [!Ref ErrorsAlarm]
+      Environment:
+        Variables:
+          REHEARSE_FAKE_FUNCTION: http
+      Events:
+        Any:
+          Type: HttpApi
+          Properties: {ApiId: !Ref Api, Path: "/{proxy+}", Method: ANY}
+  ErrorsAlarm:
+    Type: AWS::CloudWatch::Alarm
+    Properties:
+      AlarmName: !Sub "app-${Stage}-errors"
+      Namespace: AWS/Lambda
+      MetricName: Errors
+      Dimensions:
+        - {Name: FunctionName, Value: !Ref AppFunction}
+        - {Name: Resource, Value: !Sub "${AppFunction}:live"}
+      Statistic: Sum
+      Period: 60
+      EvaluationPeriods: 1
+      Threshold: 0
+      ComparisonOperator: GreaterThanThreshold
+      TreatMissingData: notBreaching
+"#;
+
+#[tokio::test]
+async fn a_canary_whose_new_version_errors_is_rolled_back_by_the_templates_alarm() {
+    let repo = repository_with(&rollback_pipeline(), CANARY_APP);
+    let mut options = options(repo.path());
+    // 1 AWS minute = 50 ms: the canary lasts 250 ms, alarm periods 50 ms.
+    options.time_scale = rehearse::traffic::TimeScale::millis_per_minute(50);
+    options.load = rehearse::shift::LoadSettings {
+        rate_per_second: 100,
+        max_requests: 500,
+    };
+    let rehearsal = Rehearsal::start(options).await.unwrap();
+    let good = rehearsal.source_commit().unwrap();
+    let first = rehearsal.run(&good).await.unwrap();
+    assert!(first.succeeded(), "{first:#?}");
+    // A commit whose function fails every request.
+    let path = repo.path().join("app.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace(
+            "REHEARSE_FAKE_FUNCTION: http",
+            "REHEARSE_FAKE_FUNCTION: error",
+        ),
+    )
+    .unwrap();
+    git(repo.path(), &["commit", "-qam", "a function that fails"]);
+    let bad = rehearsal.source_commit().unwrap();
+    let second = rehearsal.run(&bad).await.unwrap();
+    let (at, error) = failed_with(&second);
+    assert_eq!(at, "Beta/Deploy");
+    match error {
+        ActionError::AlarmDuringShift {
+            alarms,
+            resource,
+            old,
+            new,
+            new_weight,
+        } => {
+            assert_eq!(alarms, &["app-beta-errors"]);
+            assert_eq!(resource, "app-beta:live");
+            assert_eq!((*old, *new), (1, 2));
+            assert_eq!(*new_weight, 0.1, "caught during the canary's 10%");
+        }
+        other => panic!("not an alarm during the shift: {other:?}"),
+    }
+    assert_eq!(
+        rehearsal.alias_versions("Svc-beta").await["app-beta:live"],
+        1
+    );
+    let url = &second.urls["Svc-beta"];
+    for _ in 0..20 {
+        let response = reqwest::get(format!("{url}x")).await.unwrap();
+        // The fake function answers 201; the faulty version 500.
+        assert!(response.status().is_success(), "every request on version 1");
+    }
+    let beta = second.stage("Beta").unwrap();
+    assert_eq!(beta.rolled_back.as_ref().unwrap().to_commit, good);
+    rehearsal.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_alarm_during_the_bake_fails_the_stage_and_rolls_it_back() {
+    // Beta bakes for 2 AWS minutes on the app's errors alarm after its gate.
+    let pipeline = rollback_pipeline().replace(
+        "          OnFailure:\n            Result: ROLLBACK\n",
+        "          OnFailure:\n            Result: ROLLBACK\n          OnSuccess:\n            Conditions:\n              - Result: ROLLBACK\n                Rules:\n                  - Name: BetaErrors\n                    RuleTypeId: {Category: Rule, Owner: AWS, Provider: CloudWatchAlarm, Version: '1'}\n                    Configuration: {AlarmName: app-beta-errors, AlarmStates: ALARM, WaitTime: '2'}\n",
+    );
+    // All at once: only the bake can catch the faulty version.
+    let app = CANARY_APP.replace("Default: Canary10Percent5Minutes", "Default: AllAtOnce");
     let repo = repository_with(&pipeline, &app);
-    let (code, output) = cli(repo.path(), &["--approve"]);
-    assert_eq!(code, Some(0), "{output}");
+    let mut options = options(repo.path());
+    options.time_scale = rehearse::traffic::TimeScale::millis_per_minute(100);
+    options.load = rehearse::shift::LoadSettings {
+        rate_per_second: 100,
+        max_requests: 500,
+    };
+    let rehearsal = Rehearsal::start(options).await.unwrap();
+    let good = rehearsal.source_commit().unwrap();
+    let first = rehearsal.run(&good).await.unwrap();
+    assert!(first.succeeded(), "the bake passes: {first:#?}");
+    let path = repo.path().join("app.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace(
+            "REHEARSE_FAKE_FUNCTION: http",
+            "REHEARSE_FAKE_FUNCTION: error",
+        ),
+    )
+    .unwrap();
+    git(repo.path(), &["commit", "-qam", "a function that fails"]);
+    let bad = rehearsal.source_commit().unwrap();
+    let second = rehearsal.run(&bad).await.unwrap();
+    let (at, error) = failed_with(&second);
+    assert_eq!(at, "Beta/OnSuccess");
     assert!(
-        output.contains("Beta: OnFailure not emulated yet"),
-        "{output}"
+        matches!(error, ActionError::AlarmDuringBake { rule, alarm, state, .. }
+            if rule == "BetaErrors" && alarm == "app-beta-errors" && state == "ALARM"),
+        "{error:?}"
     );
+    let beta = second.stage("Beta").unwrap();
+    assert_eq!(beta.status, Status::Failed);
     assert!(
-        output.contains("Svc-beta: DeploymentPreference not emulated yet"),
-        "{output}"
+        beta.actions.iter().all(|a| a.status == Status::Succeeded),
+        "every action passed; the bake failed the stage"
     );
-    assert!(!output.contains("Prod: OnFailure"), "{output}");
+    assert_eq!(beta.rolled_back.as_ref().unwrap().to_commit, good);
+    assert_eq!(second.stage("Prod").unwrap().status, Status::NotRun);
+    // Version 2 (bad) replaced by version 3 (the good commit again).
+    assert_eq!(
+        rehearsal.alias_versions("Svc-beta").await["app-beta:live"],
+        3
+    );
+    let url = &second.urls["Svc-beta"];
+    for _ in 0..20 {
+        let response = reqwest::get(format!("{url}x")).await.unwrap();
+        assert!(response.status().is_success(), "the good version answers");
+    }
+    rehearsal.shutdown().await;
 }
 
 #[test]

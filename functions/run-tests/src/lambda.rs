@@ -90,8 +90,9 @@ pub async fn handle_payload(
 /// What to report for a suite's results.
 pub fn outcome(report: &SuiteReport) -> Outcome {
     if report.passed() {
-        Outcome::Succeeded {
+        Outcome::SucceededWithVariables {
             summary: report.success_summary(),
+            variables: report.output_variables(),
         }
     } else {
         Outcome::Failed(Failure::job_failed(report.failure_message()))

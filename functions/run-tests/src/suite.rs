@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset, Offset, TimeZone, Utc};
 use chrono_tz::{OffsetName, Tz};
-use codepipeline_job::{MAX_FAILURE_MESSAGE_CHARS, echo, truncate_chars};
+use codepipeline_job::{MAX_FAILURE_MESSAGE_CHARS, OutputVariables, echo, truncate_chars};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 
@@ -232,6 +232,15 @@ impl fmt::Display for CheckResult {
     }
 }
 
+/// The names of the gate's output variables (`docs/contracts.md`).
+pub mod variables {
+    pub const CHECKS_RUN: &str = "ChecksRun";
+    pub const CHECKS_FAILED: &str = "ChecksFailed";
+    pub const DURATION_SECONDS: &str = "DurationSeconds";
+    pub const API_URL: &str = "ApiUrl";
+    pub const STAGE: &str = "Stage";
+}
+
 /// The whole suite's results.
 #[derive(Debug, Clone)]
 pub struct SuiteReport {
@@ -271,6 +280,34 @@ impl SuiteReport {
     pub fn success_summary(&self) -> String {
         let names: Vec<&str> = self.results.iter().map(|r| r.name).collect();
         format!("{}: {}", self.headline(), names.join(", "))
+    }
+
+    /// The gate's output variables (`docs/contracts.md`): what a later
+    /// action or condition, and the console's action details, can read as
+    /// `#{<namespace>.<name>}`. The URL and stage are echoed (capped) as in
+    /// the headline; a handful of short values is far inside CodePipeline's
+    /// limit, so an insert can fail only on a name, which these are not.
+    pub fn output_variables(&self) -> OutputVariables {
+        let mut variables = OutputVariables::new();
+        let values = [
+            (variables::CHECKS_RUN, self.results.len().to_string()),
+            (
+                variables::CHECKS_FAILED,
+                self.failures().count().to_string(),
+            ),
+            (
+                variables::DURATION_SECONDS,
+                format!("{:.2}", self.elapsed.as_secs_f64()),
+            ),
+            (variables::API_URL, echo(&self.api_url).into_owned()),
+            (variables::STAGE, echo(&self.stage).into_owned()),
+        ];
+        for (name, value) in values {
+            if let Err(error) = variables.insert(name, value) {
+                tracing::warn!(%error, "output variable left out");
+            }
+        }
+        variables
     }
 
     /// The failure message: the headline, then each failed check and why,
@@ -776,6 +813,19 @@ mod tests {
                 .collect(),
             elapsed: Duration::from_millis(1234),
         }
+    }
+
+    #[test]
+    fn the_output_variables_say_what_ran_what_failed_how_long_and_against_what() {
+        let variables = report(&[&[], &["x"], &[]]).output_variables();
+        assert_eq!(variables.get("ChecksRun"), Some("3"));
+        assert_eq!(variables.get("ChecksFailed"), Some("1"));
+        assert_eq!(variables.get("DurationSeconds"), Some("1.23"));
+        assert_eq!(variables.get("ApiUrl"), Some("http://h/"));
+        assert_eq!(variables.get("Stage"), Some("beta"));
+        let mut huge = report(&[&[]]);
+        huge.api_url = format!("http://h/{}", "u".repeat(1_000_000));
+        assert!(huge.output_variables().get("ApiUrl").unwrap().len() < 1_000);
     }
 
     #[test]

@@ -75,6 +75,38 @@ async fn a_passing_suite_is_reported_as_success_with_a_summary() {
 }
 
 #[tokio::test]
+async fn a_passing_suite_reports_what_it_ran_as_output_variables() {
+    let url = serve(time_service("beta")).await;
+    let expected_url = url.clone();
+    let success = mock!(Client::put_job_success_result)
+        .match_requests(move |req| {
+            let Some(vars) = req.output_variables() else {
+                return false;
+            };
+            let get = |k: &str| vars.get(k).map(String::as_str);
+            get("ChecksRun") == Some("11")
+                && get("ChecksFailed") == Some("0")
+                && get("Stage") == Some("beta")
+                && get("ApiUrl") == Some(expected_url.as_str())
+                && get("DurationSeconds").is_some_and(|d| d.parse::<f64>().is_ok())
+        })
+        .then_output(|| PutJobSuccessResultOutput::builder().build());
+    let reporter = reporter(&[&success]);
+
+    let settled = handle_payload(
+        &reporter,
+        json!({"jobId": JOB, "apiUrl": url, "stage": "beta"}),
+        BUDGET,
+        fast,
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(settled.result, SettlementKind::Succeeded);
+    assert_eq!(success.num_calls(), 1);
+}
+
+#[tokio::test]
 async fn a_failing_suite_is_reported_as_job_failed_listing_the_failed_checks() {
     let url = serve(wrong_offsets("beta")).await;
     let failure = failure_rule(
