@@ -67,6 +67,32 @@ impl Credentials {
     }
 }
 
+/// One signed AWS JSON-protocol call (`X-Amz-Target: <prefix>.<action>`)
+/// to `endpoint` with `creds`, as a function process's SDK makes it: moto's
+/// raw answer (status and body) whatever it is, for tests and tools that
+/// want to see a denial ([`crate::iam::Denial::from_body`]).
+pub async fn signed_json(
+    endpoint: &str,
+    creds: &Credentials,
+    service: &str,
+    target_prefix: &str,
+    action: &str,
+    body: &Value,
+) -> Result<(u16, String)> {
+    let client = MotoClient::new(endpoint.trim_end_matches('/').to_string());
+    let a = client
+        .send(
+            creds,
+            service,
+            action,
+            "application/x-amz-json-1.0",
+            Some(&format!("{target_prefix}.{action}")),
+            body.to_string().into_bytes(),
+        )
+        .await?;
+    Ok((a.status, a.body))
+}
+
 /// A client for one moto server, signing with its current credentials.
 #[derive(Clone)]
 pub(crate) struct MotoClient {

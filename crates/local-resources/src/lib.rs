@@ -26,14 +26,15 @@ mod client;
 pub mod endpoints;
 pub mod iam;
 mod server;
+pub mod sqs;
 mod stack;
 mod types;
 
-pub use client::Credentials;
+pub use client::{Credentials, signed_json};
 pub use server::MotoServer;
 pub use stack::{
-    LocalValues, MotoTemplate, ResourceValues, StackResources, is_local_type, moto_template,
-    needs_moto,
+    LocalValues, MotoTemplate, ResourceValues, StackResources, check_supported, is_local_type,
+    moto_template, needs_moto,
 };
 pub use types::{MOTO_VERSION, moto_can_create, moto_declared_attributes};
 

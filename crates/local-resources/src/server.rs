@@ -16,6 +16,13 @@ use crate::{Error, Result};
 /// loaded machine.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// moto_server's entry point (`moto.server:main`, what the venv's
+/// `moto_server` script runs), preceded by `prctl(PR_SET_PDEATHSIG,
+/// SIGKILL)` where the C library has it: moto dies with the process that
+/// started it (strictly, with the thread that spawned it: a tokio worker,
+/// which lives as long as the runtime).
+const DIE_WITH_PARENT: &str = "import sys\ntry:\n    import ctypes, signal\n    ctypes.CDLL(None).prctl(1, signal.SIGKILL)\nexcept Exception:\n    pass\nfrom moto.server import main\nsys.exit(main())";
+
 /// A running `moto_server` on a free loopback port, with its own working
 /// directory; killed when dropped.
 pub struct MotoServer {
@@ -61,7 +68,19 @@ impl MotoServer {
         // moto runs in its own directory: a relative path would be looked
         // up there.
         let program = std::path::absolute(moto_server).map_err(start_err)?;
-        let child = Command::new(program)
+        let mut command = match program.parent().map(|bin| bin.join("python")) {
+            // The venv's python runs moto's entry point after asking the
+            // kernel to kill it when its parent dies (prctl
+            // PR_SET_PDEATHSIG, Linux), so a rehearsal killed outright
+            // does not leave moto running; elsewhere it just runs moto.
+            Some(python) if python.is_file() => {
+                let mut c = Command::new(python);
+                c.args(["-c", DIE_WITH_PARENT]);
+                c
+            }
+            _ => Command::new(&program),
+        };
+        let child = command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .current_dir(dir.path())
             // One recording file per server (moto's default is shared by

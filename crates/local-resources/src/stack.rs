@@ -40,6 +40,31 @@ pub fn needs_moto(template: &Template) -> bool {
         .any(|r| !is_local_type(r.resource_type()))
 }
 
+/// Fails with [`Error::Unsupported`], naming every such resource, when moto
+/// cannot create one of `resources` (logical id, type) that is not
+/// [`is_local_type`]: the check [`moto_template`] makes, for a caller that
+/// wants it before it has the local values (before anything starts).
+pub fn check_supported<'a>(resources: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<()> {
+    let unsupported: Vec<UnsupportedResource> = resources
+        .into_iter()
+        .filter(|(_, ty)| {
+            !is_local_type(ty) && *ty != "AWS::Serverless::SimpleTable" && !moto_can_create(ty)
+        })
+        .map(|(id, ty)| UnsupportedResource {
+            logical_id: id.to_string(),
+            resource_type: ty.to_string(),
+        })
+        .collect();
+    if unsupported.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Unsupported {
+            resources: unsupported,
+            moto: MOTO_VERSION,
+        })
+    }
+}
+
 /// The local values of the resources moto does not create (functions,
 /// APIs, roles, ...), for the references moto's resources make to them: an
 /// SNS subscription's `Endpoint: !GetAtt Worker.Arn`, a queue policy's

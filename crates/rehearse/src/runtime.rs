@@ -407,14 +407,6 @@ fn lambda_environment(config: &FunctionConfig, api: SocketAddr) -> BTreeMap<Stri
         ("LAMBDA_TASK_ROOT", config.task_root.display().to_string()),
         ("LAMBDA_RUNTIME_DIR", config.task_root.display().to_string()),
         ("_HANDLER", config.handler.clone()),
-        // Fake credentials, as the execution role would provide. The local
-        // endpoint does not check signatures; real AWS would refuse these.
-        ("AWS_ACCESS_KEY_ID", "AKIAREHEARSALLOCAL00".to_string()),
-        (
-            "AWS_SECRET_ACCESS_KEY",
-            "rehearsal/local/secret/not-a-real-key00".to_string(),
-        ),
-        ("AWS_SESSION_TOKEN", "rehearsal-local-session".to_string()),
         ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
         ("TZ", ":UTC".to_string()),
         ("LANG", "en_US.UTF-8".to_string()),
@@ -423,8 +415,34 @@ fn lambda_environment(config: &FunctionConfig, api: SocketAddr) -> BTreeMap<Stri
     for (key, value) in reserved {
         env.insert(key.to_string(), value);
     }
+    // The execution role's credentials: those the deployer put in the
+    // environment (the role's, created in moto, for a stack with local
+    // resources), else fake ones. The local endpoint does not check
+    // signatures; real AWS would refuse these.
+    if !env.contains_key(CREDENTIAL_VARIABLES[0]) {
+        let fake = [
+            "AKIAREHEARSALLOCAL00",
+            "rehearsal/local/secret/not-a-real-key00",
+            "rehearsal-local-session",
+        ];
+        for (key, value) in CREDENTIAL_VARIABLES.iter().zip(fake) {
+            env.insert(key.to_string(), value.to_string());
+        }
+    }
     env
 }
+
+/// What starts the rehearsal's own lines in a function's log.
+pub const DENIAL_PREFIX: &str = "[rehearsal]";
+
+/// The variables a function's credentials come in (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`): reserved on Lambda, set
+/// by the deployer (the execution role's) or, without it, fake ones.
+pub const CREDENTIAL_VARIABLES: [&str; 3] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];
 
 fn chrono_date() -> String {
     chrono::Utc::now().format("%Y/%m/%d").to_string()
@@ -435,6 +453,8 @@ fn chrono_date() -> String {
 pub struct FunctionHost {
     config: FunctionConfig,
     slot: Mutex<Option<Instance>>,
+    /// How far the log has been read for denials.
+    log_scanned: StdMutex<u64>,
 }
 
 impl std::fmt::Debug for FunctionHost {
@@ -447,9 +467,17 @@ impl std::fmt::Debug for FunctionHost {
 
 impl FunctionHost {
     pub fn new(config: FunctionConfig) -> Self {
+        // Only what this host's processes log is read: a new version
+        // shares its function's log file with the previous ones.
+        let logged = config
+            .log_file
+            .as_ref()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map_or(0, |m| m.len());
         Self {
             config,
             slot: Mutex::new(None),
+            log_scanned: StdMutex::new(logged),
         }
     }
 
@@ -502,8 +530,63 @@ impl FunctionHost {
 
     /// Runs one invocation with `payload` and returns what the function
     /// answered. Crashes, init errors and timeouts come back as the function
-    /// errors Lambda reports for them.
+    /// errors Lambda reports for them. A function running as its own role
+    /// (credentials given by the deployer) gets a line in its log for each
+    /// call moto denied during the invocation ([`FunctionHost::note_denials`]).
     pub async fn invoke(&self, payload: Bytes) -> Outcome {
+        let outcome = self.invoke_once(payload).await;
+        if self
+            .config
+            .environment
+            .contains_key(CREDENTIAL_VARIABLES[0])
+        {
+            self.note_denials();
+        }
+        outcome
+    }
+
+    /// Reads what the function logged since the last look and, for each
+    /// AccessDenied answer it logged (an SDK logs the service's message,
+    /// "User: <role> is not authorized to perform: <action>"), appends
+    /// `[rehearsal] AccessDenied: role R may not ACTION on RESOURCE; add the
+    /// permission to the function's Policies`. moto's message names no
+    /// resource; AWS's does, and then so does the line. Without a log file
+    /// nothing is read.
+    pub fn note_denials(&self) {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        let Some(path) = &self.config.log_file else {
+            return;
+        };
+        let mut scanned = self.log_scanned.lock().unwrap_or_else(|e| e.into_inner());
+        let Ok(mut file) = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(path)
+        else {
+            return;
+        };
+        let mut text = Vec::new();
+        if file.seek(SeekFrom::Start(*scanned)).is_err() || file.read_to_end(&mut text).is_err() {
+            return;
+        }
+        let text = String::from_utf8_lossy(&text);
+        let mut lines = String::new();
+        for line in text.lines() {
+            if line.starts_with(DENIAL_PREFIX) {
+                continue;
+            }
+            if let Some(denial) = local_resources::iam::Denial::from_body(line) {
+                lines.push_str(&format!("{DENIAL_PREFIX} {denial}\n"));
+            }
+        }
+        if !lines.is_empty() {
+            tracing::warn!(function = %self.config.name, "{}", lines.trim_end());
+            let _ = file.write_all(lines.as_bytes());
+        }
+        *scanned = file.metadata().map(|m| m.len()).unwrap_or(*scanned);
+    }
+
+    async fn invoke_once(&self, payload: Bytes) -> Outcome {
         let mut slot = self.slot.lock().await;
         if slot.as_ref().is_none_or(Instance::exited) {
             match Instance::start(&self.config).await {

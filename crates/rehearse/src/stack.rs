@@ -12,10 +12,15 @@ use cfn_template::{ParameterError, ResolveError, Resolver, Template};
 use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
+use local_resources::endpoints::{REHEARSAL_SERVICES, endpoint_env};
+use local_resources::iam::{RoleSpec, role_from_template, sam_function_policies};
+use local_resources::{LocalValues, MotoServer, StackResources};
+
 use crate::alarms::{AlarmRule, AlarmsError, alarm_rules};
 use crate::gateway::{ApiKind, Gateway, Route, Target};
 use crate::ids;
-use crate::runtime::{FunctionConfig, FunctionHost, StartError};
+use crate::moto::{Moto, MotoError};
+use crate::runtime::{CREDENTIAL_VARIABLES, FunctionConfig, FunctionHost, StartError};
 use crate::shift::{Alias, Observer, Shift, Version};
 use crate::traffic::{DeploymentType, TrafficError};
 use crate::world::{StackRecord, World};
@@ -72,6 +77,41 @@ pub enum DeployError {
         function: String,
         source: TrafficError,
     },
+    /// Resources moto cannot create: found before anything starts.
+    /// `source` is `local_resources::Error::Unsupported`, naming each type
+    /// and logical id.
+    #[error("stack {stack}: {source}")]
+    Unsupported {
+        stack: String,
+        source: local_resources::Error,
+    },
+    #[error("stack {stack} has resources the rehearsal creates in moto ({resources}): {source}")]
+    NoMoto {
+        stack: String,
+        resources: String,
+        source: MotoError,
+    },
+    #[error("stack {stack}: its resources in moto: {source}")]
+    Moto {
+        stack: String,
+        source: local_resources::Error,
+    },
+    #[error(
+        "function {function}: its execution role in moto: {source}; the rehearsal builds it from the function's Policies (SAM) or the template's AWS::IAM::Role its Role names"
+    )]
+    Role {
+        function: String,
+        source: local_resources::Error,
+    },
+}
+
+/// What a stack has in moto: the sub-template and parameters it was
+/// created from, and moto's values.
+#[derive(Debug, Clone)]
+struct MotoStack {
+    body: String,
+    parameters: Vec<(String, String)>,
+    resources: StackResources,
 }
 
 /// What a deploy produced, for the report.
@@ -99,6 +139,31 @@ struct LocalStack {
     /// The template and parameter overrides of the last deploy.
     template: PathBuf,
     overrides: BTreeMap<String, String>,
+    /// Its resources in moto, if it has any.
+    moto: Option<MotoStack>,
+    /// Its functions' SQS event sources, polling (stopped on drop).
+    pollers: Vec<Poller>,
+}
+
+/// A function's SQS event source, resolved against the stack's queues.
+#[derive(Clone)]
+struct SqsSubscription {
+    function: String,
+    event: String,
+    queue_url: String,
+    queue_arn: String,
+    batch_size: u32,
+    report_failures: bool,
+    target: Target,
+}
+
+/// A running SQS poller; aborted when dropped.
+struct Poller(tokio::task::JoinHandle<()>);
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A stack's alarm, with what the rehearsal needs to watch it.
@@ -126,6 +191,10 @@ pub struct Update {
     alarms: BTreeMap<String, AlarmRule>,
     template: PathBuf,
     overrides: BTreeMap<String, String>,
+    moto: Option<MotoStack>,
+    sqs: Vec<SqsSubscription>,
+    /// Whether this update replaced the stack's resources in moto.
+    replaced_moto: bool,
     /// The shifts to run, each with the version its alias pointed to before.
     pub shifts: Vec<(Shift, Arc<Version>)>,
     /// What the rehearsal does not emulate in this template.
@@ -152,6 +221,8 @@ pub struct Deployer {
     endpoint_url: String,
     log_dir: PathBuf,
     stacks: Mutex<HashMap<String, LocalStack>>,
+    /// The rehearsal's moto, started by the first stack that needs it.
+    moto: Arc<Moto>,
 }
 
 /// A function resource read from the template, before it starts.
@@ -159,6 +230,8 @@ struct FunctionSpec {
     logical_id: String,
     config: FunctionConfig,
     events: Vec<(String, ApiKind, String, Option<String>, String)>,
+    /// SQS events: (event name, queue ARN, batch size, ReportBatchItemFailures).
+    sqs: Vec<(String, String, u32, bool)>,
     alias: Option<AliasSpec>,
     notes: Vec<String>,
 }
@@ -173,7 +246,21 @@ impl Deployer {
             endpoint_url,
             log_dir,
             stacks: Mutex::new(HashMap::new()),
+            moto: Arc::new(Moto::new(None)),
         }
+    }
+
+    /// Uses `moto` for the stacks' resources other than functions and APIs
+    /// (without it, a stack that has such resources fails to deploy,
+    /// saying how to install moto).
+    pub fn with_moto(mut self, moto: Moto) -> Self {
+        self.moto = Arc::new(moto);
+        self
+    }
+
+    /// The rehearsal's moto (started or not).
+    pub fn moto(&self) -> &Moto {
+        &self.moto
     }
 
     pub fn world(&self) -> &Arc<World> {
@@ -206,15 +293,25 @@ impl Deployer {
 
     /// Deletes a stack: stops its functions and its gateway.
     pub async fn delete(&self, stack_name: &str) -> Result<(), DeployError> {
-        let stack = self.stacks.lock().await.remove(stack_name).ok_or_else(|| {
+        let mut stack = self.stacks.lock().await.remove(stack_name).ok_or_else(|| {
             DeployError::NoSuchStack {
                 stack: stack_name.to_string(),
             }
         })?;
+        stack.pollers.clear();
         self.world.remove_stack(stack_name);
         for host in &stack.functions {
             self.world.remove_function(host.name());
             host.stop().await;
+        }
+        if let (Some(moto), Some(server)) = (&stack.moto, self.moto.running()) {
+            server
+                .delete_stack(&moto.resources.stack_name)
+                .await
+                .map_err(|source| DeployError::Moto {
+                    stack: stack_name.to_string(),
+                    source,
+                })?;
         }
         Ok(())
     }
@@ -222,7 +319,8 @@ impl Deployer {
     /// Stops every stack (end of the rehearsal).
     pub async fn shutdown(&self) {
         let stacks: Vec<LocalStack> = self.stacks.lock().await.drain().map(|(_, s)| s).collect();
-        for stack in stacks {
+        for mut stack in stacks {
+            stack.pollers.clear();
             for host in stack.functions {
                 host.stop().await;
             }
@@ -324,6 +422,19 @@ impl Deployer {
         let template_dir = template_path.parent().unwrap_or(Path::new("."));
 
         let resources = live_resources(&template, &locals)?;
+        let uses_moto = uses_moto(&template);
+        if uses_moto {
+            // Before anything starts: every type moto cannot create, named.
+            local_resources::check_supported(
+                resources
+                    .iter()
+                    .map(|(id, body)| (id.as_str(), resource_type(body))),
+            )
+            .map_err(|source| DeployError::Unsupported {
+                stack: stack_name.to_string(),
+                source,
+            })?;
+        }
         let needs_gateway = resources.iter().any(|(_, body)| {
             API_TYPES.contains(&resource_type(body))
                 || api_events(body).any(|(_, kind, _)| kind.is_some())
@@ -449,6 +560,23 @@ impl Deployer {
             })
             .collect();
 
+        // The other resources, in moto: their names, ARNs and URLs are what
+        // the functions' environment and the outputs resolve to.
+        let mut notes = Vec::new();
+        let (moto_stack, replaced_moto) = if uses_moto {
+            let (moto_stack, replaced) = self
+                .moto_resources(stack_name, &template, &parameters, &locals, &mut notes)
+                .await?;
+            for (logical_id, r) in &moto_stack.resources.resources {
+                let mut values = ResourceValues::new(&r.resource_type, r.reference.clone());
+                values.attributes = r.attributes.clone();
+                locals.insert(logical_id, values);
+            }
+            (Some(moto_stack), replaced)
+        } else {
+            (None, false)
+        };
+
         // Functions, with Globals.Function merged in as SAM merges it.
         let globals = template
             .section("Globals")
@@ -458,14 +586,20 @@ impl Deployer {
         let mut specs = Vec::new();
         for (logical_id, body) in &resources {
             if FUNCTION_TYPES.contains(&resource_type(body)) {
-                specs.push(self.function_spec(
+                let mut spec = self.function_spec(
                     logical_id,
                     body,
                     &globals,
                     &locals,
                     template_dir,
                     base_url.as_deref(),
-                )?);
+                )?;
+                if moto_stack.is_some() {
+                    let server = self.moto_server(stack_name).await?;
+                    self.as_itself(server, &mut spec, body, &globals, &resources, &locals)
+                        .await?;
+                }
+                specs.push(spec);
             }
         }
 
@@ -512,7 +646,6 @@ impl Deployer {
         observer.reset();
         let mut aliases = HashMap::new();
         let mut shifts = Vec::new();
-        let mut notes = Vec::new();
         let mut targets = Vec::new();
         for (spec, host) in specs.iter().zip(&hosts) {
             notes.extend(spec.notes.iter().cloned());
@@ -556,6 +689,44 @@ impl Deployer {
             };
             aliases.insert(spec.logical_id.clone(), alias.clone());
             targets.push(Target::Alias(alias));
+        }
+
+        let mut sqs = Vec::new();
+        for (spec, target) in specs.iter().zip(&targets) {
+            for (event, queue_arn, batch_size, report_failures) in &spec.sqs {
+                let queue = moto_stack.as_ref().and_then(|m| {
+                    m.resources.resources.values().find(|r| {
+                        r.resource_type == "AWS::SQS::Queue"
+                            && r.attributes.get("Arn") == Some(queue_arn)
+                    })
+                });
+                match queue {
+                    Some(queue) => {
+                        notes.push(format!(
+                            "{}: event {event} (SQS): the queue's messages are delivered in batches of at most {batch_size}{}",
+                            spec.logical_id,
+                            if *report_failures {
+                                ", ReportBatchItemFailures honoured"
+                            } else {
+                                ""
+                            }
+                        ));
+                        sqs.push(SqsSubscription {
+                            function: spec.config.name.clone(),
+                            event: event.clone(),
+                            queue_url: queue.reference.clone(),
+                            queue_arn: queue_arn.clone(),
+                            batch_size: *batch_size,
+                            report_failures: *report_failures,
+                            target: target.clone(),
+                        });
+                    }
+                    None => notes.push(format!(
+                        "{}: event {event} (SQS): queue {queue_arn} is not a queue of this stack; its messages are not delivered (not emulated)",
+                        spec.logical_id
+                    )),
+                }
+            }
         }
 
         let mut routes = Vec::new();
@@ -606,6 +777,9 @@ impl Deployer {
             alarms,
             template: template_path.to_path_buf(),
             overrides: overrides.clone(),
+            moto: moto_stack,
+            sqs,
+            replaced_moto,
             shifts,
             notes,
         })
@@ -647,10 +821,18 @@ impl Deployer {
                 alarms: update.alarms,
                 template: update.template,
                 overrides: update.overrides,
+                moto: update.moto,
+                pollers: update
+                    .sqs
+                    .into_iter()
+                    .map(|sub| Poller(tokio::spawn(poll_queue(self.moto.clone(), sub))))
+                    .collect(),
             },
         );
         drop(stacks);
-        if let Some(old) = old {
+        if let Some(mut old) = old {
+            // The old version's queues are polled for the new one now.
+            old.pollers.clear();
             // An invocation still running on an old process may finish.
             tokio::spawn(async move {
                 for host in old.functions {
@@ -687,9 +869,173 @@ impl Deployer {
             }
         }
         drop(stacks);
+        if update.replaced_moto {
+            tracing::warn!(
+                stack = update.stack,
+                "the abandoned update replaced the stack's resources in moto; they stay replaced (the previous version's environment names the old ones)"
+            );
+        }
         for host in &update.hosts {
             host.stop().await;
         }
+    }
+
+    /// The rehearsal's moto, started now if no stack has started it yet.
+    async fn moto_server(&self, stack_name: &str) -> Result<&MotoServer, DeployError> {
+        self.moto
+            .server()
+            .await
+            .map_err(|source| DeployError::NoMoto {
+                stack: stack_name.to_string(),
+                resources: "its functions' execution roles".to_string(),
+                source,
+            })
+    }
+
+    /// Creates the stack's resources other than functions and APIs in moto
+    /// (starting moto first if needed), with the functions' and APIs' local
+    /// values for their references. An unchanged sub-template keeps what
+    /// moto has (and its data); a changed one replaces it: the old moto
+    /// stack is deleted and the new one created, so data is not kept.
+    async fn moto_resources(
+        &self,
+        stack_name: &str,
+        template: &Template,
+        parameters: &BTreeMap<String, String>,
+        locals: &Locals,
+        notes: &mut Vec<String>,
+    ) -> Result<(MotoStack, bool), DeployError> {
+        let moto_error = |source| DeployError::Moto {
+            stack: stack_name.to_string(),
+            source,
+        };
+        let sub = local_resources::moto_template(template, parameters, &local_values(locals))
+            .map_err(|source| match source {
+                local_resources::Error::Unsupported { .. } => DeployError::Unsupported {
+                    stack: stack_name.to_string(),
+                    source,
+                },
+                source => moto_error(source),
+            })?;
+        let body = sub.body.to_string();
+        let previous = {
+            let stacks = self.stacks.lock().await;
+            stacks.get(stack_name).and_then(|s| s.moto.clone())
+        };
+        if let Some(previous) = &previous
+            && previous.body == body
+            && previous.parameters == sub.parameters
+        {
+            return Ok((previous.clone(), false));
+        }
+        let was_running = self.moto.running().is_some();
+        let server = self
+            .moto
+            .server()
+            .await
+            .map_err(|source| DeployError::NoMoto {
+                stack: stack_name.to_string(),
+                resources: sub.resources.join(", "),
+                source,
+            })?;
+        if !was_running && let Some(took) = self.moto.startup() {
+            notes.push(format!(
+                "moto started for stack {stack_name}'s resources in {:.1} s ({}; IAM enforced)",
+                took.as_secs_f64(),
+                server.url()
+            ));
+        }
+        if previous.is_some() {
+            server.delete_stack(stack_name).await.map_err(moto_error)?;
+            notes.push(format!(
+                "stack {stack_name}: its resources in moto changed; they were replaced (deleted and created again: their data is not kept)"
+            ));
+        }
+        let resources = match server.create_stack(stack_name, &sub).await {
+            Ok(r) => r,
+            Err(e) => {
+                // A failed stack would block the next CreateStack of its name.
+                let _ = server.delete_stack(stack_name).await;
+                return Err(moto_error(e));
+            }
+        };
+        notes.push(format!(
+            "stack {stack_name}: created in moto: {}",
+            resources
+                .resources
+                .iter()
+                .map(|(id, r)| format!("{id} ({}) {}", r.resource_type, r.reference))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        Ok((
+            MotoStack {
+                body,
+                parameters: sub.parameters,
+                resources,
+            },
+            true,
+        ))
+    }
+
+    /// Makes a function of a stack with moto call AWS as itself: its
+    /// execution role created in moto (from its SAM `Policies`, or the
+    /// template's `AWS::IAM::Role` its `Role` names) and assumed, its
+    /// credentials and moto's endpoints in the process's environment.
+    async fn as_itself(
+        &self,
+        server: &MotoServer,
+        spec: &mut FunctionSpec,
+        body: &Value,
+        globals: &Value,
+        resources: &[(String, Value)],
+        locals: &Locals,
+    ) -> Result<(), DeployError> {
+        let logical_id = spec.logical_id.clone();
+        let stack_name = locals.stack_name.as_str();
+        let at = |key: &str| format!("Resources.{logical_id}.Properties.{key}");
+        let role_error = |source| DeployError::Role {
+            function: logical_id.clone(),
+            source,
+        };
+        let properties = merged_properties(&body["Properties"], globals);
+        let mut role = match properties.get("Role").filter(|v| !v.is_null()) {
+            None => {
+                let policies = match properties.get("Policies") {
+                    Some(p) => locals.value(p, &at("Policies"))?,
+                    None => None,
+                };
+                sam_function_policies(stack_name, &logical_id, policies.as_ref())
+                    .map_err(role_error)?
+            }
+            Some(role) => match template_role(role, resources) {
+                Some((role_id, role_body)) => {
+                    let props = locals
+                        .value(
+                            &role_body["Properties"],
+                            &format!("Resources.{role_id}.Properties"),
+                        )?
+                        .unwrap_or(Value::Null);
+                    role_from_template(stack_name, role_id, &props).map_err(role_error)?
+                }
+                None => {
+                    spec.notes.push(format!(
+                        "{logical_id}: its Role is not an AWS::IAM::Role of this template, so its permissions are unknown here; it runs with AWSLambdaBasicExecutionRole only (its other AWS calls are denied)"
+                    ));
+                    sam_function_policies(stack_name, &logical_id, None).map_err(role_error)?
+                }
+            },
+        };
+        resolve_policies(&mut role, locals, &logical_id)?;
+        let credentials = server.role_credentials(&role).await.map_err(role_error)?;
+        let environment = &mut spec.config.environment;
+        environment.extend(endpoint_env(
+            Some(server.url()),
+            &self.endpoint_url,
+            &REHEARSAL_SERVICES,
+        ));
+        environment.extend(credentials.env_vars());
+        Ok(())
     }
 
     fn function_spec(
@@ -756,12 +1102,56 @@ impl Deployer {
                 environment.insert(key, localize_urls(&value, &BTreeMap::new(), base_url));
             }
         }
-        environment.insert("AWS_ENDPOINT_URL".into(), self.endpoint_url.clone());
-        for service in ["CLOUDFORMATION", "LAMBDA", "CODEPIPELINE"] {
-            environment.insert(
-                format!("AWS_ENDPOINT_URL_{service}"),
-                self.endpoint_url.clone(),
-            );
+        let mut notes = Vec::new();
+        for key in CREDENTIAL_VARIABLES {
+            if environment.remove(key).is_some() {
+                notes.push(format!(
+                    "{logical_id}: environment variable {key} is reserved by Lambda (the execution role's credentials); the template's value is not used"
+                ));
+            }
+        }
+        // Without moto every AWS call goes to the rehearsal's endpoint;
+        // `as_itself` points the other services at moto.
+        environment.extend(endpoint_env(None, &self.endpoint_url, &REHEARSAL_SERVICES));
+        let mut sqs = Vec::new();
+        for (event_name, event) in body["Properties"]["Events"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            let kind = event["Type"].as_str().unwrap_or("(no Type)");
+            let at = format!("Resources.{logical_id}.Properties.Events.{event_name}.Properties");
+            if kind == "SQS" {
+                let props = locals
+                    .value(&event["Properties"], &at)?
+                    .unwrap_or(Value::Null);
+                let enabled = !matches!(props.get("Enabled"), Some(Value::Bool(false)));
+                let queue = props.get("Queue").and_then(Value::as_str);
+                let batch_size = match props.get("BatchSize") {
+                    Some(v) => locals.number(v, &format!("{at}.BatchSize"))?,
+                    None => 10,
+                };
+                let report_failures = props
+                    .get("FunctionResponseTypes")
+                    .and_then(Value::as_array)
+                    .is_some_and(|t| t.iter().any(|t| t == "ReportBatchItemFailures"));
+                match queue {
+                    Some(queue) if enabled => sqs.push((
+                        event_name.clone(),
+                        queue.to_string(),
+                        u32::try_from(batch_size).unwrap_or(10),
+                        report_failures,
+                    )),
+                    Some(_) => {}
+                    None => notes.push(format!(
+                        "{logical_id}: event {event_name} (SQS) has no Queue ARN; not delivered"
+                    )),
+                }
+            } else if kind != "HttpApi" && kind != "Api" {
+                notes.push(format!(
+                    "{logical_id}: event {event_name} ({kind}) is not emulated: the rehearsal does not deliver {kind} events to the function"
+                ));
+            }
         }
 
         let mut events = Vec::new();
@@ -823,7 +1213,6 @@ impl Deployer {
             }
             None => 2,
         };
-        let mut notes = Vec::new();
         let alias = match property("AutoPublishAlias") {
             None => None,
             Some(v) => {
@@ -888,6 +1277,7 @@ impl Deployer {
                 async_retries,
             },
             events,
+            sqs,
             alias,
             notes,
         })
@@ -1031,6 +1421,156 @@ impl Locals {
     pub fn condition(&self, name: &str, at: &str) -> Result<bool, DeployError> {
         self.resolver.condition(name).map_err(|e| self.error(at, e))
     }
+}
+
+/// How long one ReceiveMessage waits for a message (long polling).
+const SQS_WAIT_SECONDS: u32 = 1;
+
+/// Delivers a queue's messages to a function as Lambda's event source
+/// mapping does: batches of at most the event's `BatchSize` as an SQS event
+/// (`aws_lambda_events::sqs::SqsEvent`'s shape); a successful invocation
+/// deletes the batch (except the `batchItemFailures` it reports, with
+/// `ReportBatchItemFailures`), a failed one leaves it, so the messages
+/// return to the queue after its visibility timeout. Runs until aborted.
+async fn poll_queue(moto: Arc<Moto>, sub: SqsSubscription) {
+    loop {
+        let Some(server) = moto.running() else { return };
+        let messages = match server
+            .receive_messages(&sub.queue_url, sub.batch_size, SQS_WAIT_SECONDS)
+            .await
+        {
+            Ok(m) => m,
+            Err(error) => {
+                tracing::warn!(function = sub.function, event = sub.event, %error, "cannot receive the queue's messages");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if messages.is_empty() {
+            // moto may answer at once; do not spin.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        let records: Vec<Value> = messages
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "messageId": m.message_id,
+                    "receiptHandle": m.receipt_handle,
+                    "body": m.body,
+                    "attributes": m.attributes,
+                    "messageAttributes": {},
+                    "md5OfBody": m.md5_of_body,
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": sub.queue_arn,
+                    "awsRegion": ids::REGION,
+                })
+            })
+            .collect();
+        let event = serde_json::json!({ "Records": records });
+        let host = match &sub.target {
+            Target::Function(host) => host.clone(),
+            Target::Alias(alias) => alias.current().host.clone(),
+        };
+        match host.invoke(bytes::Bytes::from(event.to_string())).await {
+            Ok(response) => {
+                let failed: Vec<String> = if sub.report_failures {
+                    serde_json::from_slice::<Value>(&response)
+                        .ok()
+                        .and_then(|r| r.get("batchItemFailures").cloned())
+                        .and_then(|f| f.as_array().cloned())
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(|f| f["itemIdentifier"].as_str().map(str::to_string))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                for m in messages.iter().filter(|m| !failed.contains(&m.message_id)) {
+                    if let Err(error) = server
+                        .delete_message(&sub.queue_url, &m.receipt_handle)
+                        .await
+                    {
+                        tracing::warn!(function = sub.function, %error, "cannot delete a processed message");
+                    }
+                }
+                tracing::info!(
+                    function = sub.function,
+                    event = sub.event,
+                    delivered = messages.len(),
+                    failed = failed.len(),
+                    "SQS batch processed"
+                );
+            }
+            Err(error) => {
+                tracing::warn!(function = sub.function, event = sub.event, %error, batch = messages.len(), "SQS batch failed; its messages return to the queue after its visibility timeout");
+            }
+        }
+    }
+}
+
+/// Whether a stack's resources other than functions and APIs are created
+/// in moto: when it has any (`local_resources::needs_moto`), except in the
+/// pipeline's own stack (an `AWS::CodePipeline::Pipeline`), which the
+/// rehearsal plays itself.
+fn uses_moto(template: &Template) -> bool {
+    local_resources::needs_moto(template)
+        && !template
+            .resources()
+            .any(|r| r.resource_type() == "AWS::CodePipeline::Pipeline")
+}
+
+/// The local values (functions, APIs, roles, alarms, log groups) that
+/// moto's resources may refer to.
+fn local_values(locals: &Locals) -> LocalValues {
+    let mut values = LocalValues::new();
+    for (id, r) in &locals.resources {
+        if !local_resources::is_local_type(&r.resource_type) {
+            continue;
+        }
+        values = values
+            .with_ref(id.as_str(), r.reference.as_str())
+            .with_attribute(id.as_str(), "Arn", r.default_arn(id));
+        for (attribute, value) in &r.attributes {
+            values = values.with_attribute(id.as_str(), attribute.as_str(), value.as_str());
+        }
+    }
+    values
+}
+
+/// The template's `AWS::IAM::Role` a function's `Role: !GetAtt X.Arn`
+/// names, if it does.
+fn template_role<'a>(
+    role: &Value,
+    resources: &'a [(String, Value)],
+) -> Option<(&'a str, &'a Value)> {
+    let target = match role.get("Fn::GetAtt")? {
+        Value::Array(parts) if parts.len() == 2 && parts[1] == "Arn" => parts[0].as_str()?,
+        Value::String(s) => s.strip_suffix(".Arn")?,
+        _ => return None,
+    };
+    resources
+        .iter()
+        .find(|(id, body)| id == target && resource_type(body) == "AWS::IAM::Role")
+        .map(|(id, body)| (id.as_str(), body))
+}
+
+/// A role's inline policies with their intrinsic functions resolved (SAM's
+/// policy templates use `Fn::Sub` with pseudo parameters).
+fn resolve_policies(
+    role: &mut RoleSpec,
+    locals: &Locals,
+    function: &str,
+) -> Result<(), DeployError> {
+    for (name, document) in &mut role.inline_policies {
+        *document = locals
+            .value(
+                document,
+                &format!("Resources.{function}: policy {name} of its execution role"),
+            )?
+            .unwrap_or(Value::Null);
+    }
+    Ok(())
 }
 
 fn resource_type(body: &Value) -> &str {
