@@ -1,5 +1,7 @@
 //! The pipeline that pipeline.yaml defines has the shape the service relies
-//! on: Source -> Build -> DeployTests -> Beta -> Gamma -> Prod, every
+//! on: Source -> Build -> the self-update (UpdatePipeline,
+//! ApprovePipelineUpdate, ExecutePipelineUpdate) -> DeployTests -> Beta ->
+//! Gamma -> Prod, every
 //! deployment from the build's packaged templates, a test gate after every
 //! stage deployment that names the right stacks, and before prod a change
 //! set, its review and a manual approval showing that review (the review's
@@ -46,8 +48,13 @@ fn resolver(t: &Template, parameters: &[(&str, &str)]) -> Resolver {
     r.set_ref("ReviewChangesFunction", name);
     // What `!Ref` of the boundary policy returns: its ARN.
     r.set_ref("StackRoleBoundary", BOUNDARY_ARN);
+    // The pipeline stack's own name (`sam deploy --stack-name`).
+    r.set_ref("AWS::StackName", PIPELINE_STACK);
     r
 }
+
+/// The name the pipeline stack of service `Clock` is deployed under.
+const PIPELINE_STACK: &str = "Clock-pipeline";
 
 /// The ARN of the permissions boundary of service `Clock`'s stack roles.
 const BOUNDARY_ARN: &str = "arn:aws:iam::123456789012:policy/Clock_stack_role_boundary";
@@ -142,10 +149,20 @@ fn parameter_overrides(action: &Action) -> Value {
 }
 
 #[test]
-fn stages_run_source_build_deploytests_beta_gamma_prod() {
+fn stages_run_source_build_the_self_update_deploytests_beta_gamma_prod() {
     assert_eq!(
         pipeline().stage_names(),
-        ["Source", "Build", "DeployTests", "Beta", "Gamma", "Prod"]
+        [
+            "Source",
+            "Build",
+            "UpdatePipeline",
+            "ApprovePipelineUpdate",
+            "ExecutePipelineUpdate",
+            "DeployTests",
+            "Beta",
+            "Gamma",
+            "Prod"
+        ]
     );
 }
 
@@ -170,7 +187,11 @@ fn every_deploy_takes_its_template_from_the_build_output() {
                 && a.config_str("ActionMode") != Some("CHANGE_SET_EXECUTE")
         })
         .collect();
-    assert_eq!(deploys.len(), 4, "tests, beta, gamma and prod are deployed");
+    assert_eq!(
+        deploys.len(),
+        5,
+        "the pipeline itself, tests, beta, gamma and prod are deployed"
+    );
     for (stage, action) in deploys {
         let (artifact, _) = action
             .template_path()
@@ -248,13 +269,14 @@ fn every_deploy_passes_the_stack_role_boundary() {
 }
 
 #[test]
-fn every_deploy_acknowledges_iam_and_auto_expand_without_spaces() {
+fn every_service_stack_deploy_acknowledges_iam_and_auto_expand_without_spaces() {
     let p = pipeline();
     for (stage, action) in p.actions().filter(|(_, a)| {
         // CHANGE_SET_EXECUTE runs the change set as it was created,
         // capabilities and role included.
         a.category == ActionCategory::Deploy
             && a.config_str("ActionMode") != Some("CHANGE_SET_EXECUTE")
+            && a.config_str("StackName") != Some(PIPELINE_STACK)
     }) {
         assert_eq!(
             action.config_str("Capabilities"),
@@ -266,13 +288,14 @@ fn every_deploy_acknowledges_iam_and_auto_expand_without_spaces() {
 }
 
 #[test]
-fn every_deploy_runs_as_the_deployment_role() {
+fn every_service_stack_deploy_runs_as_the_deployment_role() {
     let p = pipeline();
     for (stage, action) in p.actions().filter(|(_, a)| {
         // CHANGE_SET_EXECUTE runs the change set as it was created,
         // capabilities and role included.
         a.category == ActionCategory::Deploy
             && a.config_str("ActionMode") != Some("CHANGE_SET_EXECUTE")
+            && a.config_str("StackName") != Some(PIPELINE_STACK)
     }) {
         assert_eq!(
             action.config("RoleArn"),
@@ -352,14 +375,14 @@ fn prod_approval_comes_before_the_prod_deploy() {
 }
 
 #[test]
-fn only_prod_waits_for_an_approval() {
+fn only_prod_and_the_pipeline_update_wait_for_an_approval() {
     let p = pipeline();
     let stages: Vec<&str> = p
         .actions()
         .filter(|(_, a)| a.category == ActionCategory::Approval)
         .map(|(s, _)| s.name.as_str())
         .collect();
-    assert_eq!(stages, ["Prod"]);
+    assert_eq!(stages, ["ApprovePipelineUpdate", "Prod"]);
 }
 
 #[test]
@@ -528,8 +551,8 @@ fn deployments_cannot_touch_the_pipeline_stacks_own_roles_function_or_logs() {
     }
     assert_eq!(
         own.len(),
-        6 + 2 + 3,
-        "six roles, two functions, three log groups"
+        7 + 2 + 3,
+        "seven roles, two functions, three log groups"
     );
 
     let deploy_role = resolved.resource("DeployRole").unwrap();
@@ -629,6 +652,11 @@ fn role_statements(role: &str) -> Vec<Value> {
             "DeployRole",
             "Arn",
             "arn:aws:iam::123456789012:role/Clock_deploy",
+        )
+        .with_attribute(
+            "PipelineDeployRole",
+            "Arn",
+            "arn:aws:iam::123456789012:role/Clock_pipeline_deploy",
         )
         .with_attribute(
             "StartTestsFunction",
@@ -1298,16 +1326,22 @@ fn review_changes_is_built_from_this_repository_for_arm64_and_never_retried() {
     );
 }
 
-/// The review may read Prod's change sets and report its job, nothing else.
+/// The review may read Prod's and the pipeline stack's change sets and
+/// report its job, nothing else.
 #[test]
-fn the_review_role_reads_only_prods_change_sets() {
+fn the_review_role_reads_only_prods_and_the_pipeline_stacks_change_sets() {
     let stack =
         |s: &str| format!("arn:aws:cloudformation:eu-west-1:123456789012:stack/Clock-{s}/0a1b");
-    assert!(grants(
-        "ReviewChangesRole",
-        "cloudformation:DescribeChangeSet",
-        &stack("prod")
-    ));
+    for s in ["prod", "pipeline"] {
+        assert!(
+            grants(
+                "ReviewChangesRole",
+                "cloudformation:DescribeChangeSet",
+                &stack(s)
+            ),
+            "{s}"
+        );
+    }
     for s in ["tests", "beta", "gamma"] {
         assert!(
             !grants(
@@ -1365,4 +1399,318 @@ fn the_pipeline_may_create_execute_and_delete_prods_change_sets_and_invoke_the_r
         "arn:aws:lambda:eu-west-1:123456789012:function:Clock_review_changes"
     ));
     assert!(!grants("PipelineRole", "cloudformation:DeleteStack", prod));
+}
+
+/// Prod's `BeforeEntry` declaration as resolved for `parameters`.
+fn prod_before_entry(parameters: &[(&str, &str)]) -> Option<Value> {
+    let p = pipeline_with(parameters);
+    let stages = p.property("Stages").and_then(Value::as_array).cloned();
+    stages
+        .into_iter()
+        .flatten()
+        .find(|s| s["Name"] == "Prod")
+        .expect("a Prod stage")
+        .get("BeforeEntry")
+        .cloned()
+}
+
+#[test]
+fn without_a_deployment_window_prod_has_no_entry_condition() {
+    assert_eq!(prod_before_entry(&[("ServiceName", SERVICE)]), None);
+}
+
+#[test]
+fn a_deployment_window_is_a_deployment_window_rule_failing_prods_entry() {
+    let before_entry = prod_before_entry(&[
+        ("ServiceName", SERVICE),
+        ("ProdDeploymentWindow", "0 * 9-16 ? * MON-FRI *"),
+        ("ProdDeploymentWindowTimeZone", "Europe/Berlin"),
+    ])
+    .expect("Prod has a BeforeEntry condition");
+    // One condition ("BeforeEntryConditions": a fixed number of 1 item,
+    // CodePipeline API Reference), FAIL (SKIP takes only LambdaInvoke and
+    // VariableCheck rules), one DeploymentWindow rule.
+    assert_eq!(
+        before_entry,
+        json!({"Conditions": [{
+            "Result": "FAIL",
+            "Rules": [{
+                "Name": "ProdDeploymentWindow",
+                "RuleTypeId": {"Category": "Rule", "Owner": "AWS", "Provider": "DeploymentWindow", "Version": "1"},
+                "Configuration": {"Cron": "0 * 9-16 ? * MON-FRI *", "TimeZone": "Europe/Berlin"}
+            }]
+        }]})
+    );
+}
+
+#[test]
+fn the_deployment_window_time_zone_defaults_to_utc() {
+    let before_entry = prod_before_entry(&[
+        ("ServiceName", SERVICE),
+        ("ProdDeploymentWindow", "0 * 9-16 ? * MON-FRI *"),
+    ])
+    .expect("Prod has a BeforeEntry condition");
+    assert_eq!(
+        before_entry["Conditions"][0]["Rules"][0]["Configuration"]["TimeZone"],
+        "UTC"
+    );
+}
+
+#[test]
+fn only_prod_and_the_pipeline_update_approval_have_an_entry_condition() {
+    let p = pipeline_with(&[
+        ("ServiceName", SERVICE),
+        ("ProdDeploymentWindow", "0 * 9-16 ? * MON-FRI *"),
+    ]);
+    let with_entry: Vec<&str> = p
+        .property("Stages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|s| s.get("BeforeEntry").is_some())
+        .filter_map(|s| s["Name"].as_str())
+        .collect();
+    assert_eq!(with_entry, ["ApprovePipelineUpdate", "Prod"]);
+}
+
+// --- The self-update (stages UpdatePipeline, ApprovePipelineUpdate,
+// ExecutePipelineUpdate) ---------------------------------------------------
+
+const SELF_UPDATE_CHANGE_SET: &str = "Clock-pipeline-self-update";
+
+#[test]
+fn the_self_update_creates_a_change_set_of_its_own_stack_from_the_packaged_pipeline() {
+    let p = pipeline();
+    let create = deploy(stage(&p, "UpdatePipeline"));
+    assert_eq!(create.config_str("ActionMode"), Some("CHANGE_SET_REPLACE"));
+    assert_eq!(create.config_str("StackName"), Some(PIPELINE_STACK));
+    assert_eq!(
+        create.config_str("ChangeSetName"),
+        Some(SELF_UPDATE_CHANGE_SET)
+    );
+    assert_eq!(
+        create.template_path(),
+        Some(("BuildOutput", "packaged-pipeline.yaml"))
+    );
+    assert_eq!(create.input_artifacts, ["BuildOutput"]);
+}
+
+#[test]
+fn the_self_update_runs_as_its_own_role_with_named_iam() {
+    let p = pipeline();
+    let create = deploy(stage(&p, "UpdatePipeline"));
+    assert_eq!(
+        create.config("RoleArn"),
+        Some(&json!({"Fn::GetAtt": ["PipelineDeployRole", "Arn"]}))
+    );
+    // The pipeline's roles are named (RoleName): CAPABILITY_NAMED_IAM.
+    assert_eq!(
+        create.config_str("Capabilities"),
+        Some("CAPABILITY_NAMED_IAM,CAPABILITY_AUTO_EXPAND")
+    );
+}
+
+#[test]
+fn the_self_update_passes_every_parameter_its_current_value() {
+    let t = template();
+    let p = pipeline_with(&[
+        ("ServiceName", SERVICE),
+        ("BranchName", "trunk"),
+        ("ProdDeploymentWindow", "0 * 9-16 ? * MON-FRI *"),
+    ]);
+    let overrides = parameter_overrides(deploy(stage(&p, "UpdatePipeline")));
+    let names: Vec<&str> = t.parameters().map(|p| p.name()).collect();
+    let mut passed: Vec<&str> = overrides
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    passed.sort_unstable();
+    let mut expected = names.clone();
+    expected.sort_unstable();
+    assert_eq!(passed, expected, "every parameter, nothing else");
+    assert_eq!(overrides["ServiceName"], SERVICE);
+    assert_eq!(overrides["BranchName"], "trunk");
+    assert_eq!(overrides["ProdDeploymentWindow"], "0 * 9-16 ? * MON-FRI *");
+}
+
+#[test]
+fn the_self_update_is_reviewed_by_review_changes_in_namespace_pipeline_review() {
+    let p = pipeline();
+    let update = stage(&p, "UpdatePipeline");
+    let review = update
+        .actions_of(ActionCategory::Invoke)
+        .next()
+        .expect("a review action");
+    assert_eq!(
+        review.config_str("FunctionName"),
+        Some("Clock_review_changes")
+    );
+    assert_eq!(namespace(review), Some("PipelineReview"));
+    assert!(review.run_order > deploy(update).run_order);
+    assert_eq!(
+        user_parameters(review),
+        json!({"stackName": PIPELINE_STACK, "changeSetName": SELF_UPDATE_CHANGE_SET})
+    );
+}
+
+#[test]
+fn the_pipeline_update_approval_is_skipped_unless_the_review_found_permission_changes() {
+    let declaration = stage_declaration(&pipeline(), "ApprovePipelineUpdate");
+    // The condition's SKIP applies when its rule is not met: when
+    // PermissionChanges is not "true".
+    assert_eq!(
+        declaration["BeforeEntry"],
+        json!({"Conditions": [{
+            "Result": "SKIP",
+            "Rules": [{
+                "Name": "PermissionChanges",
+                "RuleTypeId": {"Category": "Rule", "Owner": "AWS", "Provider": "VariableCheck", "Version": "1"},
+                "Configuration": {
+                    "Variable": "#{PipelineReview.PermissionChanges}",
+                    "Value": "true",
+                    "Operator": "EQ"
+                }
+            }]
+        }]})
+    );
+}
+
+#[test]
+fn the_pipeline_update_approval_is_alone_in_its_stage_and_shows_the_review() {
+    let p = pipeline();
+    let approve = stage(&p, "ApprovePipelineUpdate");
+    assert_eq!(approve.actions.len(), 1, "a skip skips the whole stage");
+    let approval = &approve.actions[0];
+    assert_eq!(approval.category, ActionCategory::Approval);
+    assert_eq!(approval.provider, "Manual");
+    assert_eq!(
+        approval.config_str("CustomData"),
+        Some("#{PipelineReview.ReviewText}")
+    );
+    assert_eq!(
+        approval.config_str("ExternalEntityLink"),
+        Some("#{PipelineReview.ChangeSetUrl}")
+    );
+}
+
+#[test]
+fn the_pipeline_update_executes_the_reviewed_change_set_after_the_approval() {
+    let p = pipeline();
+    let execute = stack_change(stage(&p, "ExecutePipelineUpdate"));
+    assert_eq!(execute.config_str("ActionMode"), Some("CHANGE_SET_EXECUTE"));
+    assert_eq!(execute.config_str("StackName"), Some(PIPELINE_STACK));
+    assert_eq!(
+        execute.config_str("ChangeSetName"),
+        Some(SELF_UPDATE_CHANGE_SET)
+    );
+    assert_eq!(
+        p.stage_index("ApprovePipelineUpdate").unwrap() + 1,
+        p.stage_index("ExecutePipelineUpdate").unwrap()
+    );
+}
+
+#[test]
+fn an_updated_pipeline_restarts_its_execution_under_the_new_definition() {
+    let t = template();
+    assert_eq!(
+        t.resource("Pipeline")
+            .unwrap()
+            .property("RestartExecutionOnUpdate"),
+        Some(&json!(true))
+    );
+}
+
+/// The pipeline role runs the change-set calls of the self-update on its
+/// own stack, hands it PipelineDeployRole, and can never delete or directly
+/// update it.
+#[test]
+fn the_pipeline_may_change_set_its_own_stack_but_never_delete_or_update_it_directly() {
+    let own = "arn:aws:cloudformation:eu-west-1:123456789012:stack/Clock-pipeline/0a1b";
+    for action in [
+        "cloudformation:CreateChangeSet",
+        "cloudformation:DescribeChangeSet",
+        "cloudformation:ExecuteChangeSet",
+        "cloudformation:DeleteChangeSet",
+    ] {
+        assert!(grants("PipelineRole", action, own), "{action}");
+    }
+    for action in ["cloudformation:DeleteStack", "cloudformation:UpdateStack"] {
+        assert!(!grants("PipelineRole", action, own), "{action}");
+    }
+    assert!(grants(
+        "PipelineRole",
+        "iam:PassRole",
+        "arn:aws:iam::123456789012:role/Clock_pipeline_deploy"
+    ));
+}
+
+/// The app deploy role cannot touch the pipeline stack, and the pipeline's
+/// deploy role cannot touch the app stacks' roles.
+#[test]
+fn the_pipeline_deploy_role_reaches_the_pipelines_roles_and_not_the_service_stacks() {
+    assert!(grants(
+        "PipelineDeployRole",
+        "iam:PutRolePolicy",
+        "arn:aws:iam::123456789012:role/Clock_build"
+    ));
+    assert!(!grants(
+        "PipelineDeployRole",
+        "iam:PutRolePolicy",
+        "arn:aws:iam::123456789012:role/Clock-prod-TimeFunctionRole-ABC"
+    ));
+    assert!(!grants(
+        "DeployRole",
+        "iam:PutRolePolicy",
+        "arn:aws:iam::123456789012:role/Clock_pipeline"
+    ));
+}
+
+/// Whether some Deny statement of `role` denies `action` on `resource`.
+fn denies(role: &str, action: &str, resource: &str) -> bool {
+    role_statements(role).iter().any(|s| {
+        s["Effect"] == "Deny"
+            && as_list(&s["Action"])
+                .iter()
+                .any(|a| e2e::iam_matches(a, action))
+            && as_list(&s["Resource"])
+                .iter()
+                .any(|p| e2e::iam_matches(p, resource))
+    })
+}
+
+/// The lock-out guard: whatever a pushed pipeline.yaml says, the self-update
+/// can neither change its own role nor take from the pipeline role what the
+/// running execution needs, nor delete the pipeline.
+#[test]
+fn the_pipeline_deploy_role_can_never_change_itself_or_strip_the_pipeline_role() {
+    let own = "arn:aws:iam::123456789012:role/Clock_pipeline_deploy";
+    for action in [
+        "iam:DeleteRole",
+        "iam:PutRolePolicy",
+        "iam:DeleteRolePolicy",
+        "iam:AttachRolePolicy",
+        "iam:DetachRolePolicy",
+        "iam:UpdateAssumeRolePolicy",
+    ] {
+        assert!(denies("PipelineDeployRole", action, own), "{action}");
+    }
+    let pipeline_role = "arn:aws:iam::123456789012:role/Clock_pipeline";
+    for action in [
+        "iam:DeleteRole",
+        "iam:DeleteRolePolicy",
+        "iam:DetachRolePolicy",
+        "iam:UpdateAssumeRolePolicy",
+    ] {
+        assert!(
+            denies("PipelineDeployRole", action, pipeline_role),
+            "{action}"
+        );
+    }
+    assert!(denies(
+        "PipelineDeployRole",
+        "codepipeline:DeletePipeline",
+        "arn:aws:codepipeline:eu-west-1:123456789012:Clock"
+    ));
 }

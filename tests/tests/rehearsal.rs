@@ -147,11 +147,26 @@ async fn a_full_rehearsal_passes_every_stage_and_prod_answers_london() {
         [
             ("Source", Status::Succeeded),
             ("Build", Status::Succeeded),
+            // The first run: the pipeline stack already holds this
+            // definition, so the self-update finds no change, skips its
+            // approval and executes nothing.
+            ("UpdatePipeline", Status::Succeeded),
+            ("ApprovePipelineUpdate", Status::Skipped),
+            ("ExecutePipelineUpdate", Status::Succeeded),
             ("DeployTests", Status::Succeeded),
             ("Beta", Status::Succeeded),
             ("Gamma", Status::Succeeded),
             ("Prod", Status::Succeeded),
         ]
+    );
+    let execute = &report.stage("ExecutePipelineUpdate").unwrap().actions[0];
+    assert!(
+        execute
+            .summary
+            .as_deref()
+            .unwrap_or_default()
+            .contains("has no changes"),
+        "{execute:?}"
     );
     let prod = report
         .urls
@@ -249,6 +264,7 @@ const SECOND_FUNCTION: &str = r#"  UtcFunction:
       Handler: bootstrap
       Runtime: provided.al2023
       Architectures: [arm64]
+      PermissionsBoundary: !Ref PermissionsBoundaryArn
       Environment:
         Variables:
           STAGE: !Ref Stage
@@ -431,5 +447,79 @@ async fn a_commit_that_adds_a_function_shows_it_and_its_new_role_at_the_prod_app
         .unwrap();
     assert!(approve_json.get("outputVariables").is_none());
     assert!(started.elapsed() < Duration::from_secs(300));
+    rehearsal.shutdown().await;
+}
+
+/// Bounded permissions (issue 11, section 4): a commit whose function loses
+/// its permissions boundary fails at its first deploy, before anything of
+/// the stack starts, naming the role SAM would generate for it. The test
+/// stack (unchanged) deploys.
+#[tokio::test]
+async fn a_function_without_the_permissions_boundary_fails_betas_deploy_naming_its_role() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (_dir, repo) = scratch_copy(
+        "app-sam.yaml",
+        "      PermissionsBoundary: !Ref PermissionsBoundaryArn\n",
+        "",
+    );
+    let started = Instant::now();
+    let (rehearsal, report) = rehearse(options(&repo)).await;
+    let (at, error) = failed(&report);
+    assert_eq!(at, "Beta/Deploy", "{error}");
+    assert!(matches!(error, ActionError::DeployPolicy(_)), "{error:?}");
+    let message = error.to_string();
+    assert!(
+        message.starts_with(
+            "DeployRole may not iam:CreateRole for role TimeFunctionRole (AWS::IAM::Role, from AWS::Serverless::Function TimeFunction) without the permissions boundary arn:aws:iam::123456789012:policy/TimeService_stack_role_boundary (denied by statement NoRoleWithoutTheBoundary): add PermissionsBoundary: !Ref PermissionsBoundaryArn"
+        ),
+        "{message}"
+    );
+    assert_eq!(
+        report.stage("DeployTests").unwrap().status,
+        Status::Succeeded
+    );
+    assert!(rehearsal.world().stack("TimeService-beta").is_none());
+    assert_eq!(report.stage("Gamma").unwrap().status, Status::NotRun);
+    assert!(started.elapsed() < Duration::from_secs(600));
+    rehearsal.shutdown().await;
+}
+
+/// A role added to pipeline.yaml is a permission change of the pipeline's
+/// own stack: the self-update's review flags it and the run stops at the
+/// pipeline-update approval (no --approve), before the change set executes.
+#[tokio::test]
+async fn a_pipeline_change_that_adds_a_role_stops_at_the_pipeline_update_approval() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (_dir, repo) = scratch_copy(
+        "pipeline.yaml",
+        "  PipelineRole:\n",
+        "  ExtraRole:\n    Type: AWS::IAM::Role\n    Properties:\n      RoleName: !Sub \"${ServiceName}_extra\"\n      AssumeRolePolicyDocument:\n        Version: \"2012-10-17\"\n        Statement:\n          - Effect: Allow\n            Principal:\n              Service: lambda.amazonaws.com\n            Action: sts:AssumeRole\n\n  PipelineRole:\n",
+    );
+    let mut options = options(&repo);
+    options.approve = false;
+    // The self-update runs before DeployTests: nothing after it matters here.
+    options.until = Some("DeployTests".into());
+    let rehearsal = Rehearsal::start(options).await.expect("rehearsal starts");
+    let base = rehearse::source::resolve_commit(&repo, "HEAD~1").unwrap();
+    let first = rehearsal.run(&base).await.unwrap();
+    assert!(first.failed_action.is_none(), "{first:#?}");
+
+    let tip = rehearse::source::resolve_commit(&repo, "HEAD").unwrap();
+    let report = rehearsal.run(&tip).await.unwrap();
+    let review = &report.stage("UpdatePipeline").unwrap().actions[1];
+    assert_eq!(
+        review
+            .output_variables
+            .get("PermissionChanges")
+            .map(String::as_str),
+        Some("true"),
+        "{review:?}"
+    );
+    let (at, _) = failed(&report);
+    assert_eq!(at, "ApprovePipelineUpdate/Approve");
+    assert_eq!(
+        report.stage("ExecutePipelineUpdate").unwrap().status,
+        Status::NotRun
+    );
     rehearsal.shutdown().await;
 }

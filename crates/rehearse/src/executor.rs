@@ -71,6 +71,10 @@ pub struct Options {
     pub load: LoadSettings,
     /// Progress lines on stdout.
     pub printer: Printer,
+    /// The time deployment windows (`DeploymentWindow` rules of a stage's
+    /// `BeforeEntry` condition) are evaluated at (`--now`); default: the
+    /// local clock when the stage is reached.
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Options {
@@ -95,6 +99,7 @@ impl Options {
             time_scale: TimeScale::default(),
             load: LoadSettings::default(),
             printer: Printer::default(),
+            now: None,
             repo,
         }
     }
@@ -224,6 +229,9 @@ pub enum ActionError {
     },
     #[error(transparent)]
     Deploy(#[from] DeployError),
+    /// The action's role may not create a role the template defines.
+    #[error(transparent)]
+    DeployPolicy(#[from] crate::deploy_policy::DeployPolicyError),
     #[error(
         "function {0} is not deployed locally; it must come from a stack deployed earlier or from packaged-pipeline.yaml"
     )]
@@ -279,6 +287,38 @@ pub enum ActionError {
         new: u32,
         new_weight: f64,
     },
+    /// A `BeforeEntry` `DeploymentWindow` rule whose window is closed. On
+    /// AWS the execution waits at the stage's entry until the window opens;
+    /// the rehearsal stops instead (a window may be days away).
+    #[error(
+        "outside the deployment window: rule {rule} ({window}) is closed at {now}; it opens next at {next}. On AWS the execution waits at {stage}'s entry until then; the rehearsal stops instead: rehearse again inside the window, or pass --now <RFC3339> with a time inside it"
+    )]
+    OutsideDeploymentWindow {
+        stage: String,
+        rule: String,
+        window: String,
+        now: String,
+        /// When the window opens next, or why it never does.
+        next: String,
+    },
+    /// A `BeforeEntry` VariableCheck rule that failed the stage's entry or
+    /// could not be evaluated.
+    #[error(
+        "{stage}: BeforeEntry rule {rule}: {reason}; check the rule's Variable (an earlier action's #{{Namespace.Variable}}), Value and Operator in the pipeline definition"
+    )]
+    EntryRule {
+        stage: String,
+        rule: String,
+        reason: String,
+    },
+    /// A `DeploymentWindow` rule whose configuration cannot be evaluated.
+    #[error(
+        "BeforeEntry rule {rule}: {source}; fix the rule's Configuration (the pipeline's deployment window parameter)"
+    )]
+    DeploymentWindow {
+        rule: String,
+        source: crate::window::WindowError,
+    },
     /// An alarm of an `OnSuccess` CloudWatchAlarm rule during the bake.
     #[error("alarm {alarm} was {state} during the bake (rule {rule}, WaitTime {wait_minutes} min)")]
     AlarmDuringBake {
@@ -318,6 +358,10 @@ struct RunState {
     run_dir: PathBuf,
     /// Output variables of the run's actions, by the action's `Namespace`.
     variables: Variables,
+    /// Whether Build deploys the pipeline stack (its first deploy, or a
+    /// definition without a self-update stage: the manual `sam deploy`);
+    /// otherwise the self-update's change set does.
+    build_deploys_pipeline_stack: bool,
 }
 
 /// Output variables by namespace, then by name.
@@ -358,11 +402,10 @@ impl Rehearsal {
         let endpoint = Endpoint::start(world.clone())
             .await
             .map_err(RehearsalError::Endpoint)?;
-        let deployer = Arc::new(Deployer::new(
-            world.clone(),
-            endpoint.url(),
-            options.work_dir.join("logs"),
-        ));
+        let deployer = Arc::new(
+            Deployer::new(world.clone(), endpoint.url(), options.work_dir.join("logs"))
+                .with_moto(crate::moto::Moto::in_tools(options.tools_dir.as_deref())),
+        );
         tracing::info!(endpoint = %endpoint.url(), "local AWS endpoint started");
         Ok(Self {
             options,
@@ -478,14 +521,25 @@ impl Rehearsal {
     /// pipeline.yaml at `commit`: the pipeline (conditions and parameters
     /// resolved) and the local values that resolve its configuration.
     fn read_pipeline(&self, commit: &str) -> Result<(Pipeline, Locals), RehearsalError> {
+        let text = source::show_file(&self.options.repo, commit, &self.options.pipeline_file)?;
+        self.parse_pipeline(&text, commit)
+    }
+
+    /// A pipeline template's text (pipeline.yaml at `origin`, a commit, or
+    /// the packaged template the pipeline stack runs): the pipeline and its
+    /// local values.
+    fn parse_pipeline(
+        &self,
+        text: &str,
+        origin: &str,
+    ) -> Result<(Pipeline, Locals), RehearsalError> {
         let file = &self.options.pipeline_file;
-        let text = source::show_file(&self.options.repo, commit, file)?;
         let wrap = |source| RehearsalError::Pipeline {
             file: file.clone(),
-            commit: commit.to_string(),
+            commit: origin.to_string(),
             source,
         };
-        let template = Template::from_yaml_str(&text).map_err(wrap)?;
+        let template = Template::from_yaml_str(text).map_err(wrap)?;
         let parameters = template
             .parameter_values(&self.options.parameters)
             .map_err(|source| RehearsalError::PipelineParameters {
@@ -512,6 +566,71 @@ impl Rehearsal {
         Ok((pipeline, locals))
     }
 
+    /// The definition an execution of `commit` starts under. On AWS that
+    /// is the one the pipeline stack holds, not the commit's: a change to
+    /// pipeline.yaml reaches the pipeline through its self-update (stage
+    /// UpdatePipeline). So when the pipeline stack runs a definition that
+    /// updates itself, the run starts under that one, and
+    /// [`Self::changed_definition`] switches to the commit's after the
+    /// self-update executed; otherwise (the first run, which stands for the
+    /// first `sam deploy`, or a pipeline without a self-update) under the
+    /// commit's.
+    async fn starting_pipeline(&self, commit: &str) -> Result<(Pipeline, Locals), RehearsalError> {
+        let (pipeline, locals) = self.read_pipeline(commit)?;
+        let stack = locals.stack_name.clone();
+        let Some((path, _)) = self.deployer.running(&stack).await else {
+            return Ok((pipeline, locals));
+        };
+        let running = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| self.parse_pipeline(&text, &path.display().to_string()).ok());
+        match running {
+            Some((running, running_locals))
+                if updates_itself(&running, &stack) && running != pipeline =>
+            {
+                self.options.printer.note(&format!(
+                    "starting under the pipeline definition stack {stack} runs; commit {}'s pipeline.yaml differs and applies once its self-update has run",
+                    short_commit(commit)
+                ));
+                Ok((running, running_locals))
+            }
+            _ => Ok((pipeline, locals)),
+        }
+    }
+
+    /// After `stage` succeeded: when it deployed the pipeline stack (the
+    /// self-update's execute) and the commit's pipeline definition differs
+    /// from `current`, the commit's definition. On AWS, updating the pipeline
+    /// lets running actions finish and ends the execution (status
+    /// Cancelled), and RestartExecutionOnUpdate starts a new execution of
+    /// the same revision under the new definition, whose self-update then
+    /// finds nothing to change ("Edit a pipeline in CodePipeline", AWS
+    /// CodePipeline User Guide; "PipelineExecution", API Reference). The
+    /// rehearsal continues the same run under the new definition from the
+    /// stage after `stage`, which is where that new execution's release
+    /// goes on to.
+    fn changed_definition(
+        &self,
+        commit: &str,
+        stage: &cfn_template::Stage,
+        current: &Pipeline,
+        locals: &Locals,
+    ) -> Result<Option<(Pipeline, Locals)>, RehearsalError> {
+        let deployed_itself = stage.actions.iter().any(|a| {
+            a.provider == "CloudFormation"
+                && a.config_str("StackName") == Some(locals.stack_name.as_str())
+                && matches!(
+                    a.config_str("ActionMode"),
+                    Some("CHANGE_SET_EXECUTE" | "CREATE_UPDATE" | "REPLACE_ON_FAILURE")
+                )
+        });
+        if !deployed_itself {
+            return Ok(None);
+        }
+        let (new, new_locals) = self.read_pipeline(commit)?;
+        Ok((new != *current).then_some((new, new_locals)))
+    }
+
     fn pipeline_stack_name(&self, parameters: &BTreeMap<String, String>) -> String {
         let service = parameters
             .get("ServiceName")
@@ -523,7 +642,9 @@ impl Rehearsal {
     /// Runs the pipeline once, for `commit`.
     pub async fn run(&self, commit: &str) -> Result<RunReport, RehearsalError> {
         let started = Instant::now();
-        let (pipeline, locals) = self.read_pipeline(commit)?;
+        let (mut pipeline, mut locals) = self.starting_pipeline(commit).await?;
+        let build_deploys_pipeline_stack = !(updates_itself(&pipeline, &locals.stack_name)
+            && self.deployer.running(&locals.stack_name).await.is_some());
         let printer = &self.options.printer;
         let pipeline_name = pipeline.logical_id().to_string();
         let snapshot = self
@@ -597,12 +718,18 @@ impl Rehearsal {
             artifacts: BTreeMap::new(),
             run_dir,
             variables: BTreeMap::new(),
+            build_deploys_pipeline_stack,
         };
 
         let mut stages = Vec::new();
         let mut failed_action = None;
         let mut stopped_before = None;
-        for stage in pipeline.stages() {
+        // Switched to the commit's pipeline definition (once per run).
+        let mut switched = false;
+        let mut index = 0;
+        while let Some(stage) = pipeline.stages().get(index).cloned() {
+            index += 1;
+            let stage = &stage;
             let not_run = StageReport {
                 name: stage.name.clone(),
                 status: Status::NotRun,
@@ -619,6 +746,53 @@ impl Rehearsal {
                 stopped_before = Some(stage.name.clone());
                 stages.push(not_run);
                 continue;
+            }
+            let conditions = StageConditions::read(&pipeline, &stage.name);
+            if let Some(error) = self.closed_entry(&stage.name, &conditions) {
+                failed_action = Some(FailedAction {
+                    stage: stage.name.clone(),
+                    action: "BeforeEntry".to_string(),
+                    reason: error.to_string(),
+                    error: Some(Arc::new(error)),
+                });
+                let report = StageReport {
+                    status: Status::Failed,
+                    ..not_run
+                };
+                printer.stage_end(&report);
+                stages.push(report);
+                continue;
+            }
+            match entry_decision(&stage.name, &conditions.entry_checks, &state.variables) {
+                Ok(EntryDecision::Enter) => {}
+                Ok(EntryDecision::Skip(why)) => {
+                    printer.note(&format!(
+                        "{}: skipped by its BeforeEntry condition: {why}",
+                        stage.name
+                    ));
+                    let report = StageReport {
+                        status: Status::Skipped,
+                        ..not_run
+                    };
+                    printer.stage_end(&report);
+                    stages.push(report);
+                    continue;
+                }
+                Err(error) => {
+                    failed_action = Some(FailedAction {
+                        stage: stage.name.clone(),
+                        action: "BeforeEntry".to_string(),
+                        reason: error.to_string(),
+                        error: Some(Arc::new(error)),
+                    });
+                    let report = StageReport {
+                        status: Status::Failed,
+                        ..not_run
+                    };
+                    printer.stage_end(&report);
+                    stages.push(report);
+                    continue;
+                }
             }
             let stage_started = Instant::now();
             let mut actions = Vec::new();
@@ -654,7 +828,6 @@ impl Rehearsal {
                     break;
                 }
             }
-            let conditions = StageConditions::read(&pipeline, &stage.name);
             for note in &conditions.not_emulated {
                 printer.note(&format!("{}: {note}", stage.name));
             }
@@ -711,6 +884,21 @@ impl Rehearsal {
             };
             printer.stage_end(&report);
             stages.push(report);
+            if !failed
+                && !switched
+                && let Some((new, new_locals)) =
+                    self.changed_definition(commit, stage, &pipeline, &locals)?
+            {
+                printer.note(&format!(
+                    "pipeline definition changed: continuing under the new definition (pipeline.yaml of commit {}) after stage {}",
+                    short_commit(commit),
+                    stage.name
+                ));
+                index = new.stage_index(&stage.name).map_or(index, |i| i + 1);
+                pipeline = new;
+                locals = new_locals;
+                switched = true;
+            }
         }
         let report = RunReport {
             pipeline: pipeline_name,
@@ -730,6 +918,25 @@ impl Rehearsal {
         };
         printer.run_end(&report);
         Ok(report)
+    }
+
+    /// The stage's `BeforeEntry` deployment windows at `Options::now` (or
+    /// the clock): the first closed one's error, or `None` when every
+    /// window is open (each printed). A `DeploymentWindow` rule's condition
+    /// fails when the rule does ("Configure conditions for a stage", AWS
+    /// CodePipeline User Guide: if one rule fails, the condition fails).
+    fn closed_entry(&self, stage: &str, conditions: &StageConditions) -> Option<ActionError> {
+        if conditions.entry_windows.is_empty() {
+            return None;
+        }
+        let now = self.options.now.unwrap_or_else(chrono::Utc::now);
+        for window in &conditions.entry_windows {
+            match window.check(stage, now) {
+                Ok(note) => self.options.printer.note(&note),
+                Err(error) => return Some(error),
+            }
+        }
+        None
     }
 
     /// Runs one action; returns its report and the artifacts it produced.
@@ -918,7 +1125,9 @@ impl Rehearsal {
         // The pipeline's own functions (start-tests) are built from this
         // repository too: deploy them as CodePipeline's stack would hold them.
         let pipeline_template = out.join("packaged-pipeline.yaml");
-        if pipeline_template.is_file() {
+        if pipeline_template.is_file() && !state.build_deploys_pipeline_stack {
+            summary += "; the pipeline stack is updated by the pipeline's own change set";
+        } else if pipeline_template.is_file() {
             let template =
                 Template::from_path(&pipeline_template).map_err(|source| DeployError::Load {
                     path: pipeline_template.display().to_string(),
@@ -978,6 +1187,8 @@ impl Rehearsal {
         if action.config("TemplateConfiguration").is_some() {
             return Err(ActionError::TemplateConfiguration);
         }
+        let running = self.deployer.running(&stack_name).await;
+        let pipeline_stack = self.deployer.running(&locals.stack_name).await;
         let template = || -> Result<(PathBuf, BTreeMap<String, String>), ActionError> {
             let path = self.required(action, locals, "TemplatePath")?;
             let Some((artifact, file)) = path.split_once("::") else {
@@ -991,6 +1202,21 @@ impl Rehearsal {
                 None => BTreeMap::new(),
                 Some(text) => parameter_overrides(&text)?,
             };
+            // Bounded permissions: the action's role (its policies as the
+            // pipeline stack runs them) must be allowed the IAM calls for
+            // the template's roles, checked before anything starts.
+            crate::deploy_policy::check(&crate::deploy_policy::DeployAction {
+                pipeline_stack: pipeline_stack.as_ref().map(|(path, _)| path.as_path()),
+                repo: &self.options.repo,
+                commit: &state.commit,
+                pipeline_file: &self.options.pipeline_file,
+                locals,
+                role_arn: self.config_string(action, locals, "RoleArn")?.as_deref(),
+                stack_name: &stack_name,
+                template: &dir.join(file),
+                overrides: &overrides,
+                running: running.as_ref(),
+            })?;
             Ok((dir.join(file), overrides))
         };
         match mode.as_str() {
@@ -1815,13 +2041,158 @@ struct BakeRule {
     result: String,
 }
 
-/// A stage's conditions as the rehearsal emulates them: `OnFailure`
+/// Whether `pipeline` deploys its own stack `stack` (a self-update stage).
+fn updates_itself(pipeline: &Pipeline, stack: &str) -> bool {
+    pipeline
+        .actions()
+        .any(|(_, a)| a.provider == "CloudFormation" && a.config_str("StackName") == Some(stack))
+}
+
+/// A `BeforeEntry` condition's `VariableCheck` rule, as configured, with
+/// its condition's `Result`.
+#[derive(Debug, Clone, PartialEq)]
+struct VariableRule {
+    rule: String,
+    /// A `#{Namespace.Variable}` reference (or a literal).
+    variable: String,
+    value: String,
+    operator: String,
+    /// `SKIP` or `FAIL`: what happens to the stage when the rule is not met.
+    result: String,
+}
+
+/// What a `BeforeEntry` VariableCheck rule decided.
+#[derive(Debug, Clone, PartialEq)]
+enum EntryDecision {
+    /// Every rule met: the stage is entered.
+    Enter,
+    /// A rule of a `Result: SKIP` condition not met: the stage is skipped
+    /// (why).
+    Skip(String),
+}
+
+impl VariableRule {
+    /// Whether the rule is met, given the run's output variables. The
+    /// VariableCheck rule compares the variable's value with `Value` by
+    /// `Operator`: EQ, NE, CONTAINS or MATCHES ("VariableCheck", AWS
+    /// CodePipeline rule reference); MATCHES (a regular expression) is not
+    /// emulated.
+    fn met(&self, stage: &str, variables: &Variables) -> Result<(bool, String), ActionError> {
+        let error = |reason: String| ActionError::EntryRule {
+            stage: stage.to_string(),
+            rule: self.rule.clone(),
+            reason,
+        };
+        let actual = resolve_variables("Variable", &self.variable, variables)
+            .map_err(|e| error(e.to_string()))?;
+        let met = match self.operator.as_str() {
+            "EQ" => actual == self.value,
+            "NE" => actual != self.value,
+            "CONTAINS" => actual.contains(&self.value),
+            other => {
+                return Err(error(format!(
+                    "Operator {other:?} is not emulated (the rehearsal evaluates EQ, NE and CONTAINS)"
+                )));
+            }
+        };
+        Ok((
+            met,
+            format!(
+                "rule {} ({} = {actual:?} {} {:?}) {}",
+                self.rule,
+                self.variable,
+                self.operator,
+                self.value,
+                if met { "met" } else { "not met" }
+            ),
+        ))
+    }
+}
+
+/// The stage's `BeforeEntry` VariableCheck rules: enter, skip (a `SKIP`
+/// condition whose rules are not all met), or fail (a `FAIL` condition's,
+/// or a rule that cannot be evaluated). A condition's result applies when
+/// its rules are not met ("Configure conditions for a stage", AWS
+/// CodePipeline User Guide).
+fn entry_decision(
+    stage: &str,
+    rules: &[VariableRule],
+    variables: &Variables,
+) -> Result<EntryDecision, ActionError> {
+    for rule in rules {
+        let (met, why) = rule.met(stage, variables)?;
+        if met {
+            continue;
+        }
+        if rule.result == "SKIP" {
+            return Ok(EntryDecision::Skip(why));
+        }
+        return Err(ActionError::EntryRule {
+            stage: stage.to_string(),
+            rule: rule.rule.clone(),
+            reason: format!("{why}; the condition's result is {}", rule.result),
+        });
+    }
+    Ok(EntryDecision::Enter)
+}
+
+/// A `BeforeEntry` condition's `DeploymentWindow` rule, as configured.
+#[derive(Debug, Clone, PartialEq)]
+struct EntryWindow {
+    rule: String,
+    cron: String,
+    time_zone: Option<String>,
+}
+
+impl EntryWindow {
+    /// A line for the printer when the window is open at `now`; the stage's
+    /// failure when it is closed or its configuration cannot be read.
+    fn check(
+        &self,
+        stage: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<String, ActionError> {
+        use crate::window::{DeploymentWindow, describe_instant, describe_wait};
+        let window =
+            DeploymentWindow::parse(&self.cron, self.time_zone.as_deref()).map_err(|source| {
+                ActionError::DeploymentWindow {
+                    rule: self.rule.clone(),
+                    source,
+                }
+            })?;
+        if window.is_open(now) {
+            return Ok(format!(
+                "{stage}: inside the deployment window (rule {}, {window}) at {}",
+                self.rule,
+                describe_instant(now)
+            ));
+        }
+        let next = match window.next_opening(now) {
+            Some(at) => format!("{} ({})", describe_instant(at), describe_wait(now, at)),
+            None => "never: the expression matches no later time".to_string(),
+        };
+        Err(ActionError::OutsideDeploymentWindow {
+            stage: stage.to_string(),
+            rule: self.rule.clone(),
+            window: window.to_string(),
+            now: describe_instant(now),
+            next,
+        })
+    }
+}
+
+/// A stage's conditions as the rehearsal emulates them: `BeforeEntry`
+/// DeploymentWindow rules, `OnFailure`
 /// `Result: ROLLBACK`, and `OnSuccess` conditions of CloudWatchAlarm rules
 /// (the shapes of "Configure conditions for a stage", AWS CodePipeline User
 /// Guide, and StageDeclaration in AWS::CodePipeline::Pipeline, CloudFormation
 /// Template Reference). Everything else is listed in `not_emulated`.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct StageConditions {
+    /// `BeforeEntry` DeploymentWindow rules.
+    entry_windows: Vec<EntryWindow>,
+    /// `BeforeEntry` VariableCheck rules.
+    entry_checks: Vec<VariableRule>,
     on_failure_rollback: bool,
     bake: Vec<BakeRule>,
     not_emulated: Vec<String>,
@@ -1837,10 +2208,50 @@ impl StageConditions {
         else {
             return conditions;
         };
-        if declaration.get("BeforeEntry").is_some() {
-            conditions
-                .not_emulated
-                .push("BeforeEntry conditions are not emulated (the stage is entered)".into());
+        let before_entry = declaration
+            .get("BeforeEntry")
+            .and_then(|s| s.get("Conditions"))
+            .and_then(Value::as_array);
+        for condition in before_entry.into_iter().flatten() {
+            let result = condition
+                .get("Result")
+                .and_then(Value::as_str)
+                .unwrap_or("FAIL")
+                .to_string();
+            for rule in condition
+                .get("Rules")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let name = rule["Name"].as_str().unwrap_or("(unnamed)").to_string();
+                let provider = rule["RuleTypeId"]["Provider"].as_str().unwrap_or_default();
+                let config = &rule["Configuration"];
+                match provider {
+                    "DeploymentWindow" => {
+                        if result != "FAIL" {
+                            conditions.not_emulated.push(format!(
+                                "BeforeEntry Result {result} is not emulated (a closed window stops the run as FAIL does)"
+                            ));
+                        }
+                        conditions.entry_windows.push(EntryWindow {
+                            rule: name,
+                            cron: config["Cron"].as_str().unwrap_or_default().to_string(),
+                            time_zone: config["TimeZone"].as_str().map(str::to_string),
+                        });
+                    }
+                    "VariableCheck" => conditions.entry_checks.push(VariableRule {
+                        rule: name,
+                        variable: config["Variable"].as_str().unwrap_or_default().to_string(),
+                        value: config["Value"].as_str().unwrap_or_default().to_string(),
+                        operator: config["Operator"].as_str().unwrap_or_default().to_string(),
+                        result: result.clone(),
+                    }),
+                    _ => conditions.not_emulated.push(format!(
+                        "BeforeEntry rule {name} ({provider}) is not emulated (the stage is entered; only DeploymentWindow and VariableCheck rules are)"
+                    )),
+                }
+            }
         }
         if let Some(on_failure) = declaration.get("OnFailure") {
             match on_failure.get("Result").and_then(Value::as_str) {
@@ -2063,7 +2474,7 @@ mod tests {
     #[test]
     fn conditions_the_rehearsal_does_not_emulate_are_named() {
         let template = Template::from_yaml_str(
-            "Resources:\n  P:\n    Type: AWS::CodePipeline::Pipeline\n    Properties:\n      Stages:\n        - Name: S\n          BeforeEntry: {Conditions: []}\n          OnFailure: {Result: RETRY}\n          OnSuccess:\n            Conditions:\n              - Result: FAIL\n                Rules:\n                  - Name: L\n                    RuleTypeId: {Category: Rule, Owner: AWS, Provider: LambdaInvoke, Version: '1'}\n                  - Name: A\n                    RuleTypeId: {Category: Rule, Owner: AWS, Provider: CloudWatchAlarm, Version: '1'}\n                    Configuration: {AlarmName: a, AlarmStates: 'ALARM,INSUFFICIENT_DATA'}\n          Actions: []\n",
+            "Resources:\n  P:\n    Type: AWS::CodePipeline::Pipeline\n    Properties:\n      Stages:\n        - Name: S\n          BeforeEntry: {Conditions: [{Result: FAIL, Rules: [{Name: E, RuleTypeId: {Category: Rule, Owner: AWS, Provider: LambdaInvoke, Version: '1'}}]}]}\n          OnFailure: {Result: RETRY}\n          OnSuccess:\n            Conditions:\n              - Result: FAIL\n                Rules:\n                  - Name: L\n                    RuleTypeId: {Category: Rule, Owner: AWS, Provider: LambdaInvoke, Version: '1'}\n                  - Name: A\n                    RuleTypeId: {Category: Rule, Owner: AWS, Provider: CloudWatchAlarm, Version: '1'}\n                    Configuration: {AlarmName: a, AlarmStates: 'ALARM,INSUFFICIENT_DATA'}\n          Actions: []\n",
         )
         .unwrap();
         let conditions = StageConditions::read(&template.only_pipeline().unwrap(), "S");
@@ -2077,6 +2488,152 @@ mod tests {
         );
         assert_eq!(conditions.bake[0].wait_minutes, 0);
         assert_eq!(conditions.bake[0].result, "FAIL");
+    }
+
+    fn window_stage(cron: &str) -> StageConditions {
+        let template = Template::from_yaml_str(&format!(
+            "Resources:\n  P:\n    Type: AWS::CodePipeline::Pipeline\n    Properties:\n      Stages:\n        - Name: Prod\n          BeforeEntry:\n            Conditions:\n              - Result: FAIL\n                Rules:\n                  - Name: Window\n                    RuleTypeId: {{Category: Rule, Owner: AWS, Provider: DeploymentWindow, Version: '1'}}\n                    Configuration: {{Cron: '{cron}', TimeZone: Europe/Berlin}}\n          Actions: []\n"
+        ))
+        .unwrap();
+        StageConditions::read(&template.only_pipeline().unwrap(), "Prod")
+    }
+
+    fn at(text: &str) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    #[test]
+    fn a_before_entry_deployment_window_rule_is_read_with_its_cron_and_time_zone() {
+        let conditions = window_stage("0 * 9-16 ? * MON-FRI *");
+        assert_eq!(
+            conditions.entry_windows,
+            [EntryWindow {
+                rule: "Window".into(),
+                cron: "0 * 9-16 ? * MON-FRI *".into(),
+                time_zone: Some("Europe/Berlin".into()),
+            }]
+        );
+        assert!(conditions.not_emulated.is_empty(), "{conditions:?}");
+    }
+
+    fn permission_changes(value: &str) -> Variables {
+        BTreeMap::from([(
+            "PipelineReview".to_string(),
+            BTreeMap::from([("PermissionChanges".to_string(), value.to_string())]),
+        )])
+    }
+
+    #[test]
+    fn the_repository_pipeline_skips_the_pipeline_update_approval_unless_permissions_change() {
+        let conditions = StageConditions::read(&repository_pipeline(), "ApprovePipelineUpdate");
+        assert_eq!(
+            conditions.entry_checks,
+            [VariableRule {
+                rule: "PermissionChanges".into(),
+                variable: "#{PipelineReview.PermissionChanges}".into(),
+                value: "true".into(),
+                operator: "EQ".into(),
+                result: "SKIP".into(),
+            }]
+        );
+        assert!(conditions.not_emulated.is_empty(), "{conditions:?}");
+    }
+
+    #[test]
+    fn an_unmet_variable_check_of_a_skip_condition_skips_the_stage() {
+        let rules =
+            StageConditions::read(&repository_pipeline(), "ApprovePipelineUpdate").entry_checks;
+        let decision = entry_decision("S", &rules, &permission_changes("false")).unwrap();
+        assert!(
+            matches!(&decision, EntryDecision::Skip(why) if why.contains("not met")),
+            "{decision:?}"
+        );
+    }
+
+    #[test]
+    fn a_met_variable_check_enters_the_stage() {
+        let rules =
+            StageConditions::read(&repository_pipeline(), "ApprovePipelineUpdate").entry_checks;
+        assert_eq!(
+            entry_decision("S", &rules, &permission_changes("true")).unwrap(),
+            EntryDecision::Enter
+        );
+    }
+
+    #[test]
+    fn a_variable_check_on_a_variable_no_action_set_fails_entry_naming_the_rule() {
+        let rules =
+            StageConditions::read(&repository_pipeline(), "ApprovePipelineUpdate").entry_checks;
+        let error = entry_decision("S", &rules, &Variables::new()).unwrap_err();
+        assert!(matches!(error, ActionError::EntryRule { .. }), "{error:?}");
+        assert!(
+            error.to_string().contains("rule PermissionChanges"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_variable_check_of_a_fail_condition_fails_entry_when_not_met() {
+        let rule = VariableRule {
+            rule: "R".into(),
+            variable: "#{PipelineReview.PermissionChanges}".into(),
+            value: "true".into(),
+            operator: "NE".into(),
+            result: "FAIL".into(),
+        };
+        let error = entry_decision("S", &[rule], &permission_changes("true")).unwrap_err();
+        assert!(error.to_string().contains("result is FAIL"), "{error}");
+    }
+
+    #[test]
+    fn the_repository_pipeline_has_no_entry_window_by_default() {
+        let conditions = StageConditions::read(&repository_pipeline(), "Prod");
+        assert!(conditions.entry_windows.is_empty());
+    }
+
+    #[test]
+    fn a_closed_window_fails_entry_saying_when_it_opens_and_how_to_rehearse_anyway() {
+        let window = &window_stage("0 * 9-16 ? * MON-FRI *").entry_windows[0];
+        // Saturday 2026-12-05, 12:00 UTC: the window opens on Monday at
+        // 09:00 in Berlin, 08:00 UTC.
+        let error = window
+            .check("Prod", at("2026-12-05T12:00:00Z"))
+            .unwrap_err();
+        assert!(
+            matches!(error, ActionError::OutsideDeploymentWindow { .. }),
+            "{error:?}"
+        );
+        let message = error.to_string();
+        for part in [
+            "rule Window",
+            "Europe/Berlin",
+            "closed at 2026-12-05T12:00:00Z",
+            "opens next at 2026-12-07T08:00:00Z (in 1 d 20 h)",
+            "waits at Prod's entry",
+            "--now",
+        ] {
+            assert!(message.contains(part), "{part:?} missing: {message}");
+        }
+    }
+
+    #[test]
+    fn an_open_window_lets_the_stage_in_and_says_so() {
+        let window = &window_stage("0 * 9-16 ? * MON-FRI *").entry_windows[0];
+        let note = window.check("Prod", at("2026-12-07T08:00:00Z")).unwrap();
+        assert!(note.contains("inside the deployment window"), "{note}");
+    }
+
+    #[test]
+    fn a_window_that_cannot_be_read_fails_entry_naming_the_rule() {
+        let window = &window_stage("0 * 9-25 ? * MON-FRI *").entry_windows[0];
+        let error = window
+            .check("Prod", at("2026-12-07T08:00:00Z"))
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("rule Window") && message.contains("hours field"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //!   as processes ([`runtime`]), API events behind a per-stack [`gateway`],
 //!   outputs resolved to local values by `cfn_template::Resolver`.
 //! - [`runtime`] serves the Lambda Runtime API to each function process.
+//! - [`moto`] is the rehearsal's one moto server (crates/local-resources),
+//!   started by the first stack with tables, queues or other resources.
 //! - [`endpoint`] answers the functions' AWS calls (CloudFormation
 //!   DescribeStacks and DescribeChangeSet, Lambda Invoke, CodePipeline job
 //!   results with their output variables) from the local [`world`], in AWS's
@@ -29,12 +31,14 @@
 pub mod alarms;
 pub mod changeset;
 pub mod console;
+pub mod deploy_policy;
 pub mod endpoint;
 pub mod executor;
 pub mod gateway;
 pub mod ids;
 pub mod live;
 pub mod lock;
+pub mod moto;
 pub mod report;
 pub mod runtime;
 pub mod shift;
@@ -42,6 +46,7 @@ pub mod source;
 pub mod stack;
 pub mod traffic;
 pub mod view;
+pub mod window;
 pub mod world;
 
 pub use executor::{ActionError, Options, Rehearsal, RehearsalError};

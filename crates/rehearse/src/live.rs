@@ -54,6 +54,7 @@ fn icon(state: State, now: Instant, started: Option<Instant>) -> char {
         State::Failed => '✘',
         State::RolledBack => '↩',
         State::NotRun => '–',
+        State::Skipped => '↷',
     }
 }
 

@@ -82,6 +82,11 @@ struct Cli {
     /// periods and bakes (WaitTime): 1 runs Canary10Percent5Minutes in 5 s; 60 is real time.
     #[arg(long, default_value_t = 1.0, value_name = "SECONDS", value_parser = parse_minute_seconds)]
     minute_seconds: f64,
+    /// The time a stage's deployment window (a BeforeEntry DeploymentWindow
+    /// rule) is checked at, as RFC 3339 (2026-12-07T09:30:00+01:00);
+    /// default: the clock.
+    #[arg(long, value_name = "RFC3339", value_parser = parse_now)]
+    now: Option<chrono::DateTime<chrono::Utc>>,
     /// Log what the local servers do (on stderr); RUST_LOG works too.
     #[arg(short, long)]
     verbose: bool,
@@ -100,6 +105,12 @@ fn parse_seconds(text: &str) -> Result<f64, String> {
             "{text:?} is not a number of seconds of at least 0.1"
         )),
     }
+}
+
+fn parse_now(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.to_utc())
+        .map_err(|e| format!("{e}: give a time as RFC 3339, e.g. 2026-12-07T09:30:00Z"))
 }
 
 fn parse_minute_seconds(text: &str) -> Result<f64, String> {
@@ -147,6 +158,7 @@ async fn main() -> ExitCode {
     options.approve = cli.approve;
     options.working_tree = cli.working_tree;
     options.progress_interval = Duration::from_secs_f64(cli.progress_interval);
+    options.now = cli.now;
     options.time_scale =
         rehearse::traffic::TimeScale::new(Duration::from_secs_f64(cli.minute_seconds));
     options.until = cli.until.clone();

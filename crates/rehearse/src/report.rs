@@ -18,6 +18,10 @@ pub enum Status {
     Failed,
     /// Not run because an earlier stage failed or `--until` stopped before it.
     NotRun,
+    /// Skipped by a `BeforeEntry` condition with `Result: SKIP` whose rules
+    /// were not met ("Configure conditions for a stage", AWS CodePipeline
+    /// User Guide).
+    Skipped,
 }
 
 impl Status {
@@ -26,6 +30,7 @@ impl Status {
             Status::Succeeded => "Succeeded",
             Status::Failed => "Failed",
             Status::NotRun => "Not run",
+            Status::Skipped => "Skipped",
         }
     }
 }
@@ -466,7 +471,7 @@ pub fn summary_text(report: &RunReport, stages_stay_up: StagesStayUp) -> String 
             "{:<width$}  {:<10}  {:>8}\n",
             stage.name,
             result,
-            if stage.status == Status::NotRun {
+            if matches!(stage.status, Status::NotRun | Status::Skipped) {
                 "-".to_string()
             } else {
                 seconds(stage.duration_ms)

@@ -25,6 +25,8 @@ pub enum State {
     RolledBack,
     /// The run ended without running it (an earlier failure, `--until`).
     NotRun,
+    /// A `BeforeEntry` condition skipped it.
+    Skipped,
 }
 
 impl State {
@@ -36,6 +38,7 @@ impl State {
             State::Failed => "failed",
             State::RolledBack => "rolled back",
             State::NotRun => "not run",
+            State::Skipped => "skipped",
         }
     }
 
@@ -49,6 +52,7 @@ impl State {
             Status::Succeeded => State::Succeeded,
             Status::Failed => State::Failed,
             Status::NotRun => State::NotRun,
+            Status::Skipped => State::Skipped,
         }
     }
 }
@@ -179,7 +183,8 @@ impl StageView {
             (Some(_), _) => State::RolledBack,
             (None, status) => State::of(status),
         };
-        self.duration_ms = (report.status != Status::NotRun).then_some(report.duration_ms);
+        self.duration_ms = (!matches!(report.status, Status::NotRun | Status::Skipped))
+            .then_some(report.duration_ms);
         self.rolled_back = report.rolled_back.clone();
         self.progress = None;
         for action in &report.actions {
@@ -188,7 +193,11 @@ impl StageView {
         // Actions after a failed run order never started.
         for action in &mut self.actions {
             if !action.state.is_done() {
-                action.state = State::NotRun;
+                action.state = if self.state == State::Skipped {
+                    State::Skipped
+                } else {
+                    State::NotRun
+                };
                 action.progress = None;
             }
         }

@@ -1079,3 +1079,338 @@ fn a_gate_waiting_longer_than_the_interval_prints_progress() {
         "{output}"
     );
 }
+
+/// The test pipeline with Prod's deployment window as pipeline.yaml has
+/// it: a parameter, and a BeforeEntry DeploymentWindow rule only when it is
+/// set.
+fn windowed_pipeline() -> String {
+    let pipeline = PIPELINE
+        .replace(
+            "  BranchName: {Type: String, Default: main}\n",
+            "  BranchName: {Type: String, Default: main}\n  Window: {Type: String, Default: '0 * 9-16 ? * MON-FRI *'}\n",
+        )
+        .replacen(
+            "\nResources:\n",
+            "\nConditions:\n  HasWindow: !Not [!Equals [!Ref Window, '']]\nResources:\n",
+            1,
+        )
+        .replace(
+            "        - Name: Prod\n          Actions:\n",
+            "        - Name: Prod\n          BeforeEntry: !If\n            - HasWindow\n            - Conditions:\n                - Result: FAIL\n                  Rules:\n                    - Name: ProdWindow\n                      RuleTypeId: {Category: Rule, Owner: AWS, Provider: DeploymentWindow, Version: '1'}\n                      Configuration: {Cron: !Ref Window, TimeZone: America/New_York}\n            - !Ref AWS::NoValue\n          Actions:\n",
+        );
+    assert!(pipeline.contains("HasWindow") && pipeline.contains("ProdWindow"));
+    pipeline
+}
+
+fn at(text: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+}
+
+#[tokio::test]
+async fn a_run_outside_the_deployment_window_stops_at_prods_entry_saying_when_it_opens() {
+    let repo = repository(&windowed_pipeline());
+    let mut options = options(repo.path());
+    // Saturday 2026-12-05 noon in New York; the window opens on Monday at
+    // 09:00 there (14:00 UTC).
+    options.now = Some(at("2026-12-05T17:00:00Z"));
+    let (rehearsal, report) = rehearse(options).await;
+    let (at_, error) = failed_with(&report);
+    assert_eq!(at_, "Prod/BeforeEntry");
+    assert!(
+        matches!(error, ActionError::OutsideDeploymentWindow { .. }),
+        "{error:?}"
+    );
+    assert!(
+        failure(&report).contains("opens next at 2026-12-07T14:00:00Z"),
+        "{}",
+        failure(&report)
+    );
+    assert_eq!(report.stage("Beta").unwrap().status, Status::Succeeded);
+    let prod = report.stage("Prod").unwrap();
+    assert_eq!(prod.status, Status::Failed);
+    assert!(prod.actions.is_empty(), "Prod was entered: {prod:?}");
+    assert!(rehearsal.world().stack("Svc-prod").is_none());
+    rehearsal.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_run_inside_the_deployment_window_enters_prod() {
+    let repo = repository(&windowed_pipeline());
+    let mut options = options(repo.path());
+    options.now = Some(at("2026-12-07T14:00:00Z"));
+    let (rehearsal, report) = rehearse(options).await;
+    assert!(report.succeeded(), "{}", failure(&report));
+    rehearsal.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_empty_deployment_window_leaves_prod_without_an_entry_condition() {
+    let repo = repository(&windowed_pipeline());
+    let mut options = options(repo.path());
+    options.parameters.insert("Window".into(), String::new());
+    options.now = Some(at("2026-12-05T17:00:00Z"));
+    let (rehearsal, report) = rehearse(options).await;
+    assert!(report.succeeded(), "{report:#?}");
+    rehearsal.shutdown().await;
+}
+
+#[test]
+fn the_cli_with_now_outside_the_window_fails_at_prods_entry_saying_when_it_opens() {
+    let repo = repository(&windowed_pipeline());
+    let (code, output) = cli(
+        repo.path(),
+        &["--approve", "--now", "2026-12-05T12:00:00-05:00"],
+    );
+    assert_eq!(code, Some(1), "{output}");
+    assert!(
+        output.contains("FAILED: Prod/BeforeEntry: outside the deployment window")
+            && output.contains("opens next at 2026-12-07T14:00:00Z"),
+        "{output}"
+    );
+}
+
+#[test]
+fn the_cli_refuses_a_now_that_is_not_rfc3339() {
+    let repo = repository(PIPELINE);
+    let (code, output) = cli(repo.path(), &["--now", "tomorrow"]);
+    assert_eq!(code, Some(2), "{output}");
+    assert!(output.contains("RFC 3339"), "{output}");
+}
+
+// --- The self-update: a pipeline that deploys its own template ------------
+
+/// A pipeline that updates its own stack through a reviewed change set, an
+/// approval skipped unless the review found a permission change, and the
+/// execute, before Beta (pipeline.yaml's shape, small).
+const SELF_UPDATING: &str = r##"
+Transform: AWS::Serverless-2016-10-31
+Parameters:
+  ServiceName: {Type: String, Default: Svc}
+  BranchName: {Type: String, Default: main}
+Resources:
+  GateFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      FunctionName: !Sub "${ServiceName}_gate"
+      CodeUri: fn
+      Handler: bootstrap
+      Runtime: provided.al2023
+      Timeout: 10
+      Environment:
+        Variables:
+          REHEARSE_FAKE_FUNCTION: report
+  ReviewFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      FunctionName: !Sub "${ServiceName}_review"
+      CodeUri: fn
+      Handler: bootstrap
+      Runtime: provided.al2023
+      Timeout: 10
+      Environment:
+        Variables:
+          REHEARSE_FAKE_FUNCTION: review
+  Pipeline:
+    Type: AWS::CodePipeline::Pipeline
+    Properties:
+      RestartExecutionOnUpdate: true
+      Stages:
+        - Name: Source
+          Actions:
+            - Name: Source
+              ActionTypeId: {Category: Source, Owner: AWS, Provider: CodeCommit, Version: "1"}
+              Configuration:
+                RepositoryName: repo
+                BranchName: !Ref BranchName
+              OutputArtifacts: [{Name: SourceCode}]
+        - Name: Build
+          Actions:
+            - Name: Build
+              ActionTypeId: {Category: Build, Owner: AWS, Provider: CodeBuild, Version: "1"}
+              InputArtifacts: [{Name: SourceCode}]
+              OutputArtifacts: [{Name: BuildOutput}]
+        - Name: UpdatePipeline
+          Actions:
+            - Name: CreateChangeSet
+              RunOrder: 1
+              ActionTypeId: {Category: Deploy, Owner: AWS, Provider: CloudFormation, Version: "1"}
+              Configuration:
+                ActionMode: CHANGE_SET_REPLACE
+                StackName: !Ref AWS::StackName
+                ChangeSetName: self-update
+                TemplatePath: BuildOutput::packaged-pipeline.yaml
+                ParameterOverrides: !Sub '{"ServiceName": "${ServiceName}", "BranchName": "${BranchName}"}'
+              InputArtifacts: [{Name: BuildOutput}]
+            - Name: ReviewChanges
+              RunOrder: 2
+              Namespace: PipelineReview
+              ActionTypeId: {Category: Invoke, Owner: AWS, Provider: Lambda, Version: "1"}
+              Configuration:
+                FunctionName: !Ref ReviewFunction
+                UserParameters: !Sub '{"stackName": "${AWS::StackName}", "changeSetName": "self-update"}'
+        - Name: ApprovePipelineUpdate
+          BeforeEntry:
+            Conditions:
+              - Result: SKIP
+                Rules:
+                  - Name: PermissionChanges
+                    RuleTypeId: {Category: Rule, Owner: AWS, Provider: VariableCheck, Version: "1"}
+                    Configuration:
+                      Variable: "#{PipelineReview.PermissionChanges}"
+                      Value: "true"
+                      Operator: EQ
+          Actions:
+            - Name: Approve
+              ActionTypeId: {Category: Approval, Owner: AWS, Provider: Manual, Version: "1"}
+        - Name: ExecutePipelineUpdate
+          Actions:
+            - Name: Deploy
+              ActionTypeId: {Category: Deploy, Owner: AWS, Provider: CloudFormation, Version: "1"}
+              Configuration:
+                ActionMode: CHANGE_SET_EXECUTE
+                StackName: !Ref AWS::StackName
+                ChangeSetName: self-update
+        - Name: Beta
+          Actions:
+            - Name: Gate
+              ActionTypeId: {Category: Invoke, Owner: AWS, Provider: Lambda, Version: "1"}
+              Configuration:
+                FunctionName: !Ref GateFunction
+"##;
+
+/// SELF_UPDATING with one more stage after Beta.
+fn self_updating_with_gamma() -> String {
+    format!(
+        "{SELF_UPDATING}        - Name: Gamma\n          Actions:\n            - Name: Gate\n              ActionTypeId: {{Category: Invoke, Owner: AWS, Provider: Lambda, Version: \"1\"}}\n              Configuration:\n                FunctionName: !Ref GateFunction\n"
+    )
+}
+
+/// SELF_UPDATING with one more role in the pipeline stack.
+fn self_updating_with_a_role() -> String {
+    SELF_UPDATING.replace(
+        "  Pipeline:\n",
+        "  ExtraRole:\n    Type: AWS::IAM::Role\n    Properties:\n      AssumeRolePolicyDocument:\n        Version: \"2012-10-17\"\n        Statement:\n          - {Effect: Allow, Principal: {Service: lambda.amazonaws.com}, Action: sts:AssumeRole}\n  Pipeline:\n",
+    )
+}
+
+/// Commits `pipeline` as pipeline.yaml; returns the new commit.
+fn commit_pipeline(repo: &Path, pipeline: &str) -> String {
+    std::fs::write(repo.join("pipeline.yaml"), pipeline).unwrap();
+    git(repo, &["commit", "-qam", "change the pipeline"]);
+    git_output(repo, &["rev-parse", "HEAD"]).trim().to_string()
+}
+
+/// Options without --approve: an approval that is reached fails.
+fn without_approve(repo: &Path) -> Options {
+    let mut options = options(repo);
+    options.approve = false;
+    options
+}
+
+#[tokio::test]
+async fn an_unchanged_pipeline_skips_the_update_approval_and_executes_nothing() {
+    let repo = repository(SELF_UPDATING);
+    let (_rehearsal, report) = rehearse(without_approve(repo.path())).await;
+    assert!(report.succeeded(), "{}", failure(&report));
+    assert_eq!(
+        statuses(&report),
+        [
+            ("Source".to_string(), Status::Succeeded),
+            ("Build".to_string(), Status::Succeeded),
+            ("UpdatePipeline".to_string(), Status::Succeeded),
+            ("ApprovePipelineUpdate".to_string(), Status::Skipped),
+            ("ExecutePipelineUpdate".to_string(), Status::Succeeded),
+            ("Beta".to_string(), Status::Succeeded),
+        ]
+    );
+    let execute = &report.stage("ExecutePipelineUpdate").unwrap().actions[0];
+    let summary = execute.summary.as_deref().unwrap_or_default();
+    assert!(summary.contains("has no changes"), "{summary}");
+}
+
+#[tokio::test]
+async fn a_commit_that_adds_a_stage_runs_under_the_new_definition_in_the_same_run() {
+    let repo = repository(SELF_UPDATING);
+    let (rehearsal, first) = rehearse(without_approve(repo.path())).await;
+    assert!(first.succeeded(), "{}", failure(&first));
+    let commit = commit_pipeline(repo.path(), &self_updating_with_gamma());
+    let mut events = rehearsal.options().printer.subscribe();
+    let report = rehearsal.run(&commit).await.unwrap();
+    assert!(report.succeeded(), "{}", failure(&report));
+    let (mut planned, mut switches) = (Vec::new(), 0);
+    while let Ok(event) = events.try_recv() {
+        match event {
+            rehearse::report::Event::RunStarted { stages, .. } => {
+                planned = stages.into_iter().map(|s| s.name).collect();
+            }
+            rehearse::report::Event::Note { text }
+                if text.starts_with(
+                    "pipeline definition changed: continuing under the new definition",
+                ) =>
+            {
+                switches += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        !planned.contains(&"Gamma".to_string()),
+        "the run starts under the definition the pipeline stack runs: {planned:?}"
+    );
+    assert_eq!(switches, 1, "switched once");
+    let names: Vec<String> = statuses(&report).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        [
+            "Source",
+            "Build",
+            "UpdatePipeline",
+            "ApprovePipelineUpdate",
+            "ExecutePipelineUpdate",
+            "Beta",
+            "Gamma"
+        ],
+        "the stage the new definition added ran"
+    );
+    assert_eq!(
+        report.stage("ApprovePipelineUpdate").unwrap().status,
+        Status::Skipped,
+        "a new stage is no permission change"
+    );
+    // The new definition is now the pipeline stack's: the next run starts
+    // under it and its self-update changes nothing.
+    let again = rehearsal.run(&commit).await.unwrap();
+    assert!(again.succeeded(), "{}", failure(&again));
+    assert_eq!(again.stages.len(), 7);
+    let execute = &again.stage("ExecutePipelineUpdate").unwrap().actions[0];
+    assert!(
+        execute
+            .summary
+            .as_deref()
+            .unwrap_or_default()
+            .contains("has no changes"),
+        "{execute:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_pipeline_change_that_touches_iam_stops_at_the_approval_without_approve() {
+    let repo = repository(SELF_UPDATING);
+    let (rehearsal, first) = rehearse(without_approve(repo.path())).await;
+    assert!(first.succeeded(), "{}", failure(&first));
+    let commit = commit_pipeline(repo.path(), &self_updating_with_a_role());
+    let report = rehearsal.run(&commit).await.unwrap();
+    let failed = report.failed_action.as_ref().expect("the run stops");
+    assert_eq!(
+        (failed.stage.as_str(), failed.action.as_str()),
+        ("ApprovePipelineUpdate", "Approve"),
+        "{}",
+        failed.reason
+    );
+    assert!(failed.reason.contains("--approve"), "{}", failed.reason);
+    assert_eq!(
+        report.stage("ExecutePipelineUpdate").unwrap().status,
+        Status::NotRun,
+        "nothing executes before the approval"
+    );
+}

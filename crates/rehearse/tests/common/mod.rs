@@ -118,6 +118,38 @@ async fn handle(
                 .and_then(|e| e.into_service_error().meta().code().map(str::to_string));
             Ok(json!({"second": code}))
         }
+        "review" => {
+            // review-changes in small: describes the change set named in
+            // UserParameters and publishes PermissionChanges ("true" when a
+            // change touches an AWS::IAM:: resource) as an output variable.
+            let config =
+                &payload["CodePipeline.job"]["data"]["actionConfiguration"]["configuration"];
+            let user: Value =
+                serde_json::from_str(config["UserParameters"].as_str().unwrap_or("{}"))?;
+            let sdk = sdk_config().await;
+            let described = aws_sdk_cloudformation::Client::new(&sdk)
+                .describe_change_set()
+                .stack_name(user["stackName"].as_str().unwrap_or_default())
+                .change_set_name(user["changeSetName"].as_str().unwrap_or_default())
+                .send()
+                .await?;
+            let iam = described.changes().iter().any(|c| {
+                c.resource_change()
+                    .and_then(|r| r.resource_type())
+                    .is_some_and(|t| t.starts_with("AWS::IAM::"))
+            });
+            let job_id = payload["CodePipeline.job"]["id"]
+                .as_str()
+                .unwrap_or_default();
+            aws_sdk_codepipeline::Client::new(&sdk)
+                .put_job_success_result()
+                .job_id(job_id)
+                .output_variables("PermissionChanges", iam.to_string())
+                .output_variables("Changes", described.changes().len().to_string())
+                .send()
+                .await?;
+            Ok(json!({"reported": true}))
+        }
         "report_failure" => {
             let client = aws_sdk_codepipeline::Client::new(&sdk_config().await);
             let job_id = payload["CodePipeline.job"]["id"]
@@ -183,6 +215,74 @@ async fn handle(
                 })),
                 Err(e) => Ok(json!({"code": e.into_service_error().meta().code()})),
             }
+        }
+        // Reports the AWS environment the rehearsal gave it and, with
+        // {"put": item} in the event, reads and writes its table (TABLE)
+        // with its own credentials, as its SDK would: status and body of
+        // each call. moto's error body goes to the log, as an SDK's error.
+        "aws_self" => {
+            if let Some(records) = payload.get("Records") {
+                // An SQS batch: logged; a message "fail" fails it.
+                eprintln!("records: {records}");
+                if records
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|m| m["body"] == "fail"))
+                {
+                    return Err("a message of the batch failed".into());
+                }
+                // A message "partial" is reported as the batch's failure.
+                let partial: Vec<Value> = records
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|m| m["body"] == "partial")
+                    .map(|m| json!({"itemIdentifier": m["messageId"]}))
+                    .collect();
+                if !partial.is_empty() {
+                    return Ok(json!({"batchItemFailures": partial}));
+                }
+            }
+            let var = |k: &str| std::env::var(k).ok();
+            let mut calls = serde_json::Map::new();
+            if let (Some(item), Some(table), Some(endpoint)) = (
+                payload.get("put"),
+                var("TABLE"),
+                var("AWS_ENDPOINT_URL_DYNAMODB"),
+            ) {
+                let creds = local_resources::Credentials {
+                    access_key_id: var("AWS_ACCESS_KEY_ID").unwrap_or_default(),
+                    secret_access_key: var("AWS_SECRET_ACCESS_KEY").unwrap_or_default(),
+                    session_token: var("AWS_SESSION_TOKEN"),
+                };
+                for (action, body) in [
+                    (
+                        "GetItem",
+                        json!({"TableName": table, "Key": {"id": {"S": "1"}}}),
+                    ),
+                    ("PutItem", json!({"TableName": table, "Item": item})),
+                ] {
+                    let (status, answer) = local_resources::signed_json(
+                        &endpoint,
+                        &creds,
+                        "dynamodb",
+                        "DynamoDB_20120810",
+                        action,
+                        &body,
+                    )
+                    .await?;
+                    if status >= 400 {
+                        eprintln!("ERROR {action} failed: service error: {answer}");
+                    }
+                    calls.insert(action.into(), json!({"status": status, "body": answer}));
+                }
+            }
+            let env: BTreeMap<String, String> = std::env::vars()
+                .filter(|(k, _)| {
+                    k.starts_with("AWS_")
+                        || ["TABLE", "QUEUE_URL", "QUEUE_ARN"].contains(&k.as_str())
+                })
+                .collect();
+            Ok(json!({"env": env, "calls": calls}))
         }
         other => Err(format!("unknown fake behaviour {other}").into()),
     }
