@@ -78,6 +78,9 @@ pub struct ActionView {
     pub summary: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The output variables it published (its namespace's `#{Ns.Name}`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub output_variables: BTreeMap<String, String>,
 }
 
 impl ActionView {
@@ -92,6 +95,7 @@ impl ActionView {
             progress: None,
             summary: None,
             error: None,
+            output_variables: BTreeMap::new(),
         }
     }
 
@@ -108,6 +112,7 @@ impl ActionView {
         self.state = State::of(report.status);
         self.duration_ms = Some(report.duration_ms);
         self.summary = report.summary.clone();
+        self.output_variables = report.output_variables.clone();
         self.error = report.error.clone();
         self.progress = None;
     }
@@ -625,6 +630,19 @@ pub(crate) mod tests {
             build.elapsed(t0 + Duration::from_secs(7)),
             Some(Duration::from_secs(7))
         );
+    }
+
+    #[test]
+    fn an_ended_action_shows_the_output_variables_it_published() {
+        let t0 = Instant::now();
+        let mut view = started(t0);
+        view.apply(&start("Beta", "Gate"), t0);
+        let mut report = action("Gate", "Lambda", Status::Succeeded, 40);
+        report.output_variables = BTreeMap::from([("ChecksRun".to_string(), "11".to_string())]);
+        view.apply(&end("Beta", report), t0);
+        let gate = &view.stage("Beta").unwrap().actions[1];
+        let json = serde_json::to_value(gate).unwrap();
+        assert_eq!(json["outputVariables"]["ChecksRun"], "11");
     }
 
     #[test]
