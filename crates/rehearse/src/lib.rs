@@ -37,6 +37,7 @@ pub mod executor;
 pub mod gateway;
 pub mod ids;
 pub mod live;
+pub mod parameters_file;
 pub mod lock;
 pub mod moto;
 pub mod report;

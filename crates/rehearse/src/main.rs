@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use rehearse::console::{Console, ConsoleOptions};
 use rehearse::live::{LiveOptions, LiveView};
+use rehearse::parameters_file;
 use rehearse::report::{Printer, StagesStayUp};
 use rehearse::{Options, Rehearsal, RunReport};
 
@@ -57,6 +58,16 @@ struct Cli {
     /// Override a pipeline.yaml parameter (repeatable), e.g. `--parameter ServiceName=Clock`.
     #[arg(long = "parameter", value_name = "NAME=VALUE", value_parser = parse_key_value)]
     parameters: Vec<(String, String)>,
+    /// Read pipeline.yaml parameters from a JSON file, in a format `aws cloudformation deploy
+    /// --parameter-overrides file://FILE` reads: [{"ParameterKey": ..., "ParameterValue": ...}],
+    /// {"Parameters": {...}} or ["NAME=VALUE"]. --parameter wins over the file.
+    #[arg(long, value_name = "FILE")]
+    parameters_file: Option<PathBuf>,
+    /// Rehearse the app whose app-sam.yaml and test-sam.yaml are in this directory of the
+    /// repository (the pipeline's AppDirectory parameter), e.g. `--app examples/orders`; its
+    /// pipeline-parameters.json, if any, is read as with --parameters-file.
+    #[arg(long, value_name = "DIR")]
+    app: Option<String>,
     /// The pipeline template, relative to the repository.
     #[arg(long, default_value = "pipeline.yaml")]
     pipeline: String,
@@ -122,6 +133,34 @@ fn parse_minute_seconds(text: &str) -> Result<f64, String> {
     }
 }
 
+/// The pipeline's parameters: the app directory's file (`--app`), then
+/// `--parameters-file`, then each `--parameter`, later ones winning.
+fn pipeline_parameters(
+    cli: &Cli,
+    repo: &std::path::Path,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut parameters = BTreeMap::new();
+    if let Some(app) = &cli.app {
+        let dir = repo.join(app);
+        if !dir.join("app-sam.yaml").is_file() {
+            return Err(format!(
+                "--app {app}: {} has no app-sam.yaml (give the directory of the app's templates, relative to the repository)",
+                dir.display()
+            ));
+        }
+        let file = dir.join(parameters_file::APP_PARAMETERS_FILE);
+        if file.is_file() {
+            parameters.extend(parameters_file::read(&file)?);
+        }
+        parameters.insert("AppDirectory".to_string(), app.trim_end_matches('/').to_string());
+    }
+    if let Some(file) = &cli.parameters_file {
+        parameters.extend(parameters_file::read(file)?);
+    }
+    parameters.extend(cli.parameters.iter().cloned());
+    Ok(parameters)
+}
+
 fn repository_root() -> PathBuf {
     std::process::Command::new("git")
         .args(["rev-parse", "--show-toplevel"])
@@ -154,7 +193,13 @@ async fn main() -> ExitCode {
     let mut options = Options::for_repo(&repo);
     options.rev = cli.rev.clone();
     options.pipeline_file = cli.pipeline.clone();
-    options.parameters = cli.parameters.iter().cloned().collect::<BTreeMap<_, _>>();
+    options.parameters = match pipeline_parameters(&cli, &repo) {
+        Ok(parameters) => parameters,
+        Err(e) => {
+            eprintln!("rehearse: {e}");
+            return ExitCode::from(2);
+        }
+    };
     options.approve = cli.approve;
     options.working_tree = cli.working_tree;
     options.progress_interval = Duration::from_secs_f64(cli.progress_interval);
@@ -276,7 +321,7 @@ async fn main() -> ExitCode {
                 .or_else(|| urls.iter().next())
                 .map(|(_, url)| url.as_str())
                 .unwrap_or_default();
-            println!("Stages stay up until Ctrl-C; try: curl {example}time");
+            println!("Stages stay up until Ctrl-C; the API: {example}");
             if let Some(console_page) = &console_page {
                 println!("Console: {}", console_page.url());
             }
