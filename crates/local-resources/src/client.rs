@@ -93,6 +93,48 @@ pub async fn signed_json(
     Ok((a.status, a.body))
 }
 
+/// A client that signs AWS JSON-protocol calls as a function's SDK does and
+/// keeps its connections alive (as an SDK client does): for tests and
+/// benchmarks that call an endpoint many times (moto, or the rehearsal's
+/// AWS proxy in front of it).
+#[derive(Clone)]
+pub struct SignedClient {
+    inner: MotoClient,
+}
+
+impl SignedClient {
+    /// A client for `endpoint` (`http://127.0.0.1:PORT`).
+    pub fn new(endpoint: &str) -> Self {
+        SignedClient {
+            inner: MotoClient::new(endpoint.trim_end_matches('/').to_string()),
+        }
+    }
+
+    /// One signed JSON-protocol call (`X-Amz-Target: <prefix>.<action>`):
+    /// the raw answer (status and body) whatever it is.
+    pub async fn json(
+        &self,
+        creds: &Credentials,
+        service: &str,
+        target_prefix: &str,
+        action: &str,
+        body: &Value,
+    ) -> Result<(u16, String)> {
+        let a = self
+            .inner
+            .send(
+                creds,
+                service,
+                action,
+                "application/x-amz-json-1.0",
+                Some(&format!("{target_prefix}.{action}")),
+                body.to_string().into_bytes(),
+            )
+            .await?;
+        Ok((a.status, a.body))
+    }
+}
+
 /// A client for one moto server, signing with its current credentials.
 #[derive(Clone)]
 pub(crate) struct MotoClient {

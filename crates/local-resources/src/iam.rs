@@ -635,6 +635,65 @@ pub fn role_from_template(stack: &str, logical_id: &str, properties: &Value) -> 
     Ok(role)
 }
 
+/// An `AWS::IAM::Policy` or `AWS::IAM::ManagedPolicy` of the template,
+/// its properties resolved: what [`fold_template_policies`] attaches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplatePolicy {
+    /// Its logical id.
+    pub logical_id: String,
+    /// `PolicyName` (Policy) or `ManagedPolicyName` (ManagedPolicy; the
+    /// logical id when the template gives none).
+    pub name: String,
+    /// `PolicyDocument`, resolved.
+    pub document: Value,
+    /// `Roles`, resolved: the role names it attaches to.
+    pub roles: Vec<String>,
+    /// A managed policy's ARN (its `Ref`, what a role's
+    /// `ManagedPolicyArns` or a SAM function's `Policies` name it by);
+    /// `None` for an `AWS::IAM::Policy`.
+    pub managed_arn: Option<String>,
+}
+
+/// Folds the template's policies attached to `role` into it as inline
+/// policies, as CloudFormation attaches them
+/// ("AWS::IAM::Policy": `Roles`, "The name of the role to associate the
+/// policy with"; "AWS::IAM::ManagedPolicy": `Roles`, and a role's
+/// `ManagedPolicyArns` naming its ARN, the managed policy's `Ref`;
+/// CloudFormation User Guide, the resources' pages). `role_names` are the
+/// values by which the template may name the role (its name in moto, the
+/// `Ref` of its resource). A managed policy is attached inline rather than
+/// created in moto: the permissions are the same, and its ARN is removed
+/// from `managed_policy_arns` (moto does not have it). Returns the logical
+/// ids of the policies folded in.
+pub fn fold_template_policies(
+    role: &mut RoleSpec,
+    role_names: &[&str],
+    policies: &[TemplatePolicy],
+) -> Vec<String> {
+    let mut folded = Vec::new();
+    for p in policies {
+        let by_roles = p.roles.iter().any(|r| role_names.contains(&r.as_str()));
+        let by_arn = p
+            .managed_arn
+            .as_ref()
+            .is_some_and(|arn| role.managed_policy_arns.contains(arn));
+        if !by_roles && !by_arn {
+            continue;
+        }
+        if let Some(arn) = &p.managed_arn {
+            role.managed_policy_arns.retain(|a| a != arn);
+        }
+        let name = if role.inline_policies.iter().any(|(n, _)| n == &p.name) {
+            format!("{}-{}", p.name, p.logical_id)
+        } else {
+            p.name.clone()
+        };
+        role.inline_policies.push((name, p.document.clone()));
+        folded.push(p.logical_id.clone());
+    }
+    folded
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -730,5 +789,67 @@ mod tests {
     fn unresolved_policies_are_found() {
         assert!(find_intrinsic(&json!({"Statement": [{"Resource": {"Fn::Sub": "x"}}]})).is_some());
         assert!(find_intrinsic(&json!({"Statement": [{"Resource": "arn:x"}]})).is_none());
+    }
+
+    #[test]
+    fn template_policies_are_folded_into_the_roles_they_attach_to() {
+        let doc =
+            |a: &str| json!({"Statement": [{"Effect": "Allow", "Action": a, "Resource": "*"}]});
+        let mp_arn = "arn:aws:iam::123456789012:policy/beta-Shared".to_string();
+        let policies = vec![
+            TemplatePolicy {
+                logical_id: "QueuePolicy".into(),
+                name: "queue".into(),
+                document: doc("sqs:SendMessage"),
+                roles: vec!["beta-WriterRole".into(), "other".into()],
+                managed_arn: None,
+            },
+            TemplatePolicy {
+                logical_id: "Shared".into(),
+                name: "shared".into(),
+                document: doc("dynamodb:GetItem"),
+                roles: vec![],
+                managed_arn: Some(mp_arn.clone()),
+            },
+            TemplatePolicy {
+                logical_id: "ByRoles".into(),
+                name: "by-roles".into(),
+                document: doc("s3:GetObject"),
+                roles: vec!["beta-WriterRole-ref".into()],
+                managed_arn: Some("arn:aws:iam::123456789012:policy/x".into()),
+            },
+            TemplatePolicy {
+                logical_id: "Elsewhere".into(),
+                name: "elsewhere".into(),
+                document: doc("sns:Publish"),
+                roles: vec!["another-role".into()],
+                managed_arn: None,
+            },
+        ];
+        let mut role = RoleSpec {
+            name: "beta-WriterRole".into(),
+            inline_policies: vec![("queue".into(), doc("logs:PutLogEvents"))],
+            managed_policy_arns: vec![
+                "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole".into(),
+                mp_arn.clone(),
+            ],
+        };
+        let folded = fold_template_policies(
+            &mut role,
+            &["beta-WriterRole", "beta-WriterRole-ref"],
+            &policies,
+        );
+        assert_eq!(folded, ["QueuePolicy", "Shared", "ByRoles"]);
+        let names: Vec<&str> = role
+            .inline_policies
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(names, ["queue", "queue-QueuePolicy", "shared", "by-roles"]);
+        assert_eq!(
+            role.managed_policy_arns,
+            ["arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"],
+            "the template's managed policy is attached inline, not by an ARN moto lacks"
+        );
     }
 }

@@ -21,8 +21,12 @@
 //!   line when moto denies a call.
 //! - [`endpoints`]: the `AWS_ENDPOINT_URL_<SERVICE>` variables of a function
 //!   process.
+//! - [`denied`]: a call moto denied, with the action and the resource its
+//!   request names (what the rehearsal's AWS proxy writes in the calling
+//!   function's log).
 
 mod client;
+pub mod denied;
 pub mod endpoints;
 pub mod iam;
 mod server;
@@ -30,7 +34,7 @@ pub mod sqs;
 mod stack;
 mod types;
 
-pub use client::{Credentials, signed_json};
+pub use client::{Credentials, SignedClient, signed_json};
 pub use server::MotoServer;
 pub use stack::{
     LocalValues, MotoTemplate, ResourceValues, StackResources, check_supported, is_local_type,

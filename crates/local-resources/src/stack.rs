@@ -19,7 +19,10 @@ use crate::{Error, MOTO_VERSION, Result, UnsupportedResource};
 /// - `AWS::Logs::LogGroup`: function logs are files;
 /// - `AWS::IAM::Role`: execution roles are created in moto by
 ///   [`crate::MotoServer::role_credentials`] (with a trust policy moto can
-///   evaluate), not by moto's CloudFormation.
+///   evaluate), not by moto's CloudFormation;
+/// - `AWS::IAM::Policy`, `AWS::IAM::ManagedPolicy`: folded into the
+///   execution roles they attach to ([`crate::iam::fold_template_policies`]);
+///   moto's CloudFormation would attach them to roles it does not have.
 pub fn is_local_type(resource_type: &str) -> bool {
     resource_type == "AWS::Serverless::Function"
         || resource_type == "AWS::Serverless::LayerVersion"
@@ -29,6 +32,8 @@ pub fn is_local_type(resource_type: &str) -> bool {
         || resource_type == "AWS::CloudWatch::Alarm"
         || resource_type == "AWS::Logs::LogGroup"
         || resource_type == "AWS::IAM::Role"
+        || resource_type == "AWS::IAM::Policy"
+        || resource_type == "AWS::IAM::ManagedPolicy"
 }
 
 /// Whether moto must be started for this template: it has a resource the

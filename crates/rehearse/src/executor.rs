@@ -559,6 +559,7 @@ impl Rehearsal {
                 locals.insert(resource.logical_id(), values);
             }
         }
+        locals.build_environments = build_environments(&template, &locals);
         let pipeline = template
             .resolved(&locals.resolver)
             .only_pipeline()
@@ -959,9 +960,10 @@ impl Rehearsal {
                     ("Source", "CodeCommit" | "CodeStarSourceConnection") => {
                         self.source(action, state).map(no_variables)
                     }
-                    ("Build", "CodeBuild") => {
-                        self.build(stage, action, state).await.map(no_variables)
-                    }
+                    ("Build", "CodeBuild") => self
+                        .build(stage, action, locals, state)
+                        .await
+                        .map(no_variables),
                     ("Deploy", "CloudFormation") => self
                         .deploy(stage, action, locals, state)
                         .await
@@ -1046,8 +1048,28 @@ impl Rehearsal {
         ))
     }
 
-    async fn build(&self, stage: &str, action: &Action, state: &RunState) -> ActionResult {
+    async fn build(
+        &self,
+        stage: &str,
+        action: &Action,
+        locals: &Locals,
+        state: &RunState,
+    ) -> ActionResult {
         let source = self.input(action, state, 0)?;
+        // The project's environment variables reach build.sh as CodeBuild
+        // sets them (APP_DIR: where the app's templates are).
+        let environment = action
+            .configuration
+            .get("ProjectName")
+            .and_then(Value::as_str)
+            .and_then(|project| locals.build_environments.get(project))
+            .cloned()
+            .unwrap_or_default();
+        // moto starts while the build runs when the app's stacks will need
+        // it; the first deploy awaits the same start (stack::Deployer::warm_up_moto).
+        let app_dir = source.join(environment.get("APP_DIR").map_or(".", String::as_str));
+        self.deployer
+            .warm_up_moto(&[app_dir.join("app-sam.yaml"), app_dir.join("test-sam.yaml")]);
         let output_name = action
             .output_artifacts
             .first()
@@ -1068,6 +1090,7 @@ impl Rehearsal {
             .arg(&out)
             .args(["--profile", "rehearsal"])
             .current_dir(&source)
+            .envs(&environment)
             .env("CARGO_TARGET_DIR", &self.options.target_dir)
             .env("CODEBUILD_SRC_DIR", &source)
             .env("CODEBUILD_RESOLVED_SOURCE_VERSION", &state.commit)
@@ -1845,6 +1868,47 @@ fn whole_seconds(elapsed: Duration) -> String {
     }
 }
 
+/// The environment variables of each `AWS::CodeBuild::Project` of the
+/// pipeline template, by the name its `Ref` resolves to. Only `PLAINTEXT`
+/// ones (the default type): a `PARAMETER_STORE` or `SECRETS_MANAGER`
+/// variable names a value the rehearsal does not have, and one whose value
+/// does not resolve locally (an attribute of a resource the rehearsal does
+/// not create) is left out, as build.sh only uses APP_DIR here
+/// ("EnvironmentVariable", AWS CodeBuild API Reference: Type defaults to
+/// PLAINTEXT).
+fn build_environments(
+    template: &Template,
+    locals: &Locals,
+) -> BTreeMap<String, BTreeMap<String, String>> {
+    template
+        .resources_of_type("AWS::CodeBuild::Project")
+        .filter_map(|project| {
+            let name = locals.resolver.reference(project.logical_id())?;
+            let name = name.as_str()?.to_string();
+            let variables = project
+                .property("Environment")
+                .and_then(|e| e.get("EnvironmentVariables"))
+                .and_then(Value::as_array)
+                .map(|vars| {
+                    vars.iter()
+                        .filter(|v| {
+                            v.get("Type")
+                                .and_then(Value::as_str)
+                                .is_none_or(|t| t == "PLAINTEXT")
+                        })
+                        .filter_map(|v| {
+                            let key = v.get("Name")?.as_str()?.to_string();
+                            let value = locals.resolver.resolve_text(v.get("Value")?).ok()?;
+                            Some((key, value))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some((name, variables))
+        })
+        .collect()
+}
+
 /// What the build log says the build is doing: its last `build.sh:` line
 /// (the function being built) and cargo's latest `Compiling` line.
 pub fn build_progress(log: &str) -> String {
@@ -2420,6 +2484,42 @@ mod tests {
         assert_eq!(
             build_progress(log),
             "; build.sh: building function b (2 of 2); cargo: Compiling time-service v0.1.0"
+        );
+    }
+
+    /// The build runs with the CodeBuild project's plain-text variables as
+    /// pipeline.yaml sets them: APP_DIR is the AppDirectory parameter.
+    #[test]
+    fn the_build_gets_the_projects_environment_with_app_dir_from_the_parameter() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipeline.yaml");
+        let template = Template::from_path(&path).unwrap();
+        let parameters = template
+            .parameter_values(&BTreeMap::from([(
+                "AppDirectory".to_string(),
+                "examples/orders".to_string(),
+            )]))
+            .unwrap();
+        let locals = Locals::new("TimeService-pipeline", &template, parameters);
+        let environments = build_environments(&template, &locals);
+        let project = locals.resolver.reference("BuildProject").unwrap();
+        let environment = &environments[project.as_str().unwrap()];
+        assert_eq!(environment["APP_DIR"], "examples/orders");
+        assert_eq!(environment["SERVICE_NAME"], "TimeService");
+    }
+
+    #[test]
+    fn only_plain_text_build_variables_that_resolve_reach_the_build() {
+        let template = Template::from_yaml_str(
+            "Resources:\n  Project:\n    Type: AWS::CodeBuild::Project\n    Properties:\n      Environment:\n        EnvironmentVariables:\n          - {Name: PLAIN, Value: a}\n          - {Name: TYPED, Value: b, Type: PLAINTEXT}\n          - {Name: SECRET, Value: 'db:password', Type: SECRETS_MANAGER}\n          - {Name: STORED, Value: /p, Type: PARAMETER_STORE}\n          - {Name: UNKNOWN, Value: {'Fn::GetAtt': [Nothing, Arn]}}\n",
+        )
+        .unwrap();
+        let locals = Locals::new("s", &template, BTreeMap::new());
+        let environments = build_environments(&template, &locals);
+        let environment = environments.values().next().unwrap();
+        assert_eq!(
+            environment.keys().collect::<Vec<_>>(),
+            ["PLAIN", "TYPED"],
+            "{environment:?}"
         );
     }
 

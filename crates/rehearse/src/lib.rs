@@ -29,6 +29,7 @@
 //!   shift under synthetic load, rolled back by an alarm.
 
 pub mod alarms;
+pub mod aws_proxy;
 pub mod changeset;
 pub mod console;
 pub mod deploy_policy;
@@ -37,9 +38,9 @@ pub mod executor;
 pub mod gateway;
 pub mod ids;
 pub mod live;
-pub mod parameters_file;
 pub mod lock;
 pub mod moto;
+pub mod parameters_file;
 pub mod report;
 pub mod runtime;
 pub mod shift;

@@ -152,7 +152,10 @@ fn pipeline_parameters(
         if file.is_file() {
             parameters.extend(parameters_file::read(&file)?);
         }
-        parameters.insert("AppDirectory".to_string(), app.trim_end_matches('/').to_string());
+        parameters.insert(
+            "AppDirectory".to_string(),
+            app.trim_end_matches('/').to_string(),
+        );
     }
     if let Some(file) = &cli.parameters_file {
         parameters.extend(parameters_file::read(file)?);

@@ -59,9 +59,9 @@ pub fn parse(text: &str) -> Result<BTreeMap<String, String>, String> {
                         let key = entry.get("ParameterKey").and_then(Value::as_str).ok_or(
                             "each entry needs \"ParameterKey\" and \"ParameterValue\" (CloudFormation's format)",
                         )?;
-                        let value = entry.get("ParameterValue").ok_or_else(|| {
-                            format!("parameter {key} has no \"ParameterValue\"")
-                        })?;
+                        let value = entry
+                            .get("ParameterValue")
+                            .ok_or_else(|| format!("parameter {key} has no \"ParameterValue\""))?;
                         insert(key, value)?;
                     }
                     Value::String(pair) => {
@@ -101,7 +101,10 @@ mod tests {
                        {"ParameterKey": "AppDirectory", "ParameterValue": "examples/orders"}]"#;
         assert_eq!(
             parse(text).unwrap(),
-            map(&[("ServiceName", "Orders"), ("AppDirectory", "examples/orders")])
+            map(&[
+                ("ServiceName", "Orders"),
+                ("AppDirectory", "examples/orders")
+            ])
         );
     }
 
@@ -131,7 +134,10 @@ mod tests {
     #[test]
     fn an_entry_without_a_value_is_an_error_naming_it() {
         let error = parse(r#"[{"ParameterKey": "ServiceName"}]"#).unwrap_err();
-        assert!(error.contains("ServiceName has no \"ParameterValue\""), "{error}");
+        assert!(
+            error.contains("ServiceName has no \"ParameterValue\""),
+            "{error}"
+        );
     }
 
     #[test]

@@ -432,7 +432,8 @@ fn lambda_environment(config: &FunctionConfig, api: SocketAddr) -> BTreeMap<Stri
     env
 }
 
-/// What starts the rehearsal's own lines in a function's log.
+/// What starts the rehearsal's own lines in a function's log (a denied AWS
+/// call, written by the rehearsal's AWS proxy, `crate::aws_proxy`).
 pub const DENIAL_PREFIX: &str = "[rehearsal]";
 
 /// The variables a function's credentials come in (`AWS_ACCESS_KEY_ID`,
@@ -453,8 +454,6 @@ fn chrono_date() -> String {
 pub struct FunctionHost {
     config: FunctionConfig,
     slot: Mutex<Option<Instance>>,
-    /// How far the log has been read for denials.
-    log_scanned: StdMutex<u64>,
 }
 
 impl std::fmt::Debug for FunctionHost {
@@ -467,17 +466,9 @@ impl std::fmt::Debug for FunctionHost {
 
 impl FunctionHost {
     pub fn new(config: FunctionConfig) -> Self {
-        // Only what this host's processes log is read: a new version
-        // shares its function's log file with the previous ones.
-        let logged = config
-            .log_file
-            .as_ref()
-            .and_then(|p| std::fs::metadata(p).ok())
-            .map_or(0, |m| m.len());
         Self {
             config,
             slot: Mutex::new(None),
-            log_scanned: StdMutex::new(logged),
         }
     }
 
@@ -530,60 +521,11 @@ impl FunctionHost {
 
     /// Runs one invocation with `payload` and returns what the function
     /// answered. Crashes, init errors and timeouts come back as the function
-    /// errors Lambda reports for them. A function running as its own role
-    /// (credentials given by the deployer) gets a line in its log for each
-    /// call moto denied during the invocation ([`FunctionHost::note_denials`]).
+    /// errors Lambda reports for them. (A function running as its own role
+    /// calls moto through the rehearsal's AWS proxy, which writes each
+    /// denied call in its log as it happens.)
     pub async fn invoke(&self, payload: Bytes) -> Outcome {
-        let outcome = self.invoke_once(payload).await;
-        if self
-            .config
-            .environment
-            .contains_key(CREDENTIAL_VARIABLES[0])
-        {
-            self.note_denials();
-        }
-        outcome
-    }
-
-    /// Reads what the function logged since the last look and, for each
-    /// AccessDenied answer it logged (an SDK logs the service's message,
-    /// "User: <role> is not authorized to perform: <action>"), appends
-    /// `[rehearsal] AccessDenied: role R may not ACTION on RESOURCE; add the
-    /// permission to the function's Policies`. moto's message names no
-    /// resource; AWS's does, and then so does the line. Without a log file
-    /// nothing is read.
-    pub fn note_denials(&self) {
-        use std::io::{Read, Seek, SeekFrom, Write};
-        let Some(path) = &self.config.log_file else {
-            return;
-        };
-        let mut scanned = self.log_scanned.lock().unwrap_or_else(|e| e.into_inner());
-        let Ok(mut file) = std::fs::OpenOptions::new()
-            .read(true)
-            .append(true)
-            .open(path)
-        else {
-            return;
-        };
-        let mut text = Vec::new();
-        if file.seek(SeekFrom::Start(*scanned)).is_err() || file.read_to_end(&mut text).is_err() {
-            return;
-        }
-        let text = String::from_utf8_lossy(&text);
-        let mut lines = String::new();
-        for line in text.lines() {
-            if line.starts_with(DENIAL_PREFIX) {
-                continue;
-            }
-            if let Some(denial) = local_resources::iam::Denial::from_body(line) {
-                lines.push_str(&format!("{DENIAL_PREFIX} {denial}\n"));
-            }
-        }
-        if !lines.is_empty() {
-            tracing::warn!(function = %self.config.name, "{}", lines.trim_end());
-            let _ = file.write_all(lines.as_bytes());
-        }
-        *scanned = file.metadata().map(|m| m.len()).unwrap_or(*scanned);
+        self.invoke_once(payload).await
     }
 
     async fn invoke_once(&self, payload: Bytes) -> Outcome {

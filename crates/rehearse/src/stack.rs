@@ -13,10 +13,13 @@ use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
 use local_resources::endpoints::{REHEARSAL_SERVICES, endpoint_env};
-use local_resources::iam::{RoleSpec, role_from_template, sam_function_policies};
-use local_resources::{LocalValues, MotoServer, StackResources};
+use local_resources::iam::{
+    RoleSpec, TemplatePolicy, fold_template_policies, role_from_template, sam_function_policies,
+};
+use local_resources::{Credentials, LocalValues, MotoServer, StackResources};
 
 use crate::alarms::{AlarmRule, AlarmsError, alarm_rules};
+use crate::aws_proxy::Caller;
 use crate::gateway::{ApiKind, Gateway, Route, Target};
 use crate::ids;
 use crate::moto::{Moto, MotoError};
@@ -103,6 +106,18 @@ pub enum DeployError {
         function: String,
         source: local_resources::Error,
     },
+    /// Lambda's CreateEventSourceMapping refuses an SQS event source whose
+    /// execution role may not poll the queue (see `check_poller`).
+    #[error(
+        "function {function}: event {event} (SQS): the provided execution role does not have permissions to call {action} on SQS (Lambda CreateEventSourceMapping: InvalidParameterValueException): role {role} may not sqs:{action} on {queue_arn}; add sqs:ReceiveMessage, sqs:DeleteMessage and sqs:GetQueueAttributes on the queue to the role (SQSPollerPolicy, or the AWSLambdaSQSQueueExecutionRole managed policy)"
+    )]
+    EventSourcePermission {
+        function: String,
+        event: String,
+        role: String,
+        action: String,
+        queue_arn: String,
+    },
 }
 
 /// What a stack has in moto: the sub-template and parameters it was
@@ -155,6 +170,9 @@ struct SqsSubscription {
     batch_size: u32,
     report_failures: bool,
     target: Target,
+    /// The function's execution role (name, credentials): Lambda's event
+    /// source mapping reads the queue with it.
+    role: Option<(String, Credentials)>,
 }
 
 /// A running SQS poller; aborted when dropped.
@@ -234,6 +252,13 @@ struct FunctionSpec {
     sqs: Vec<(String, String, u32, bool)>,
     alias: Option<AliasSpec>,
     notes: Vec<String>,
+    /// Its execution role in moto (name, credentials), when it runs as
+    /// itself.
+    role: Option<(String, Credentials)>,
+    /// Whether the template says what that role allows (a SAM role or the
+    /// template's own AWS::IAM::Role): only then is its SQS event source
+    /// held to it.
+    role_known: bool,
 }
 
 const API_TYPES: [&str; 2] = ["AWS::Serverless::HttpApi", "AWS::Serverless::Api"];
@@ -261,6 +286,20 @@ impl Deployer {
     /// The rehearsal's moto (started or not).
     pub fn moto(&self) -> &Moto {
         &self.moto
+    }
+
+    /// Starts moto in the background when one of `templates` (the app's
+    /// templates in the build's checkout; missing ones are skipped) will
+    /// need it (`local_resources::needs_moto`, the pipeline's own stack
+    /// excepted), so that its start-up overlaps the Build stage; the first
+    /// deploy then awaits the same start ([`Moto::warm_up`]). Returns
+    /// whether it started moto now.
+    pub fn warm_up_moto(&self, templates: &[PathBuf]) -> bool {
+        let needed = templates
+            .iter()
+            .filter(|p| p.is_file())
+            .any(|p| Template::from_path(p).is_ok_and(|t| uses_moto(&t)));
+        needed && self.moto.warm_up()
     }
 
     pub fn world(&self) -> &Arc<World> {
@@ -496,6 +535,21 @@ impl Deployer {
                         _ => {}
                     }
                 }
+            } else if kind == "AWS::IAM::ManagedPolicy" {
+                // Its Ref is its ARN (CloudFormation, AWS::IAM::ManagedPolicy
+                // return values); the rehearsal folds it into the roles it
+                // attaches to (`as_itself`).
+                let name = match body["Properties"].get("ManagedPolicyName") {
+                    Some(n) => locals.text(
+                        n,
+                        &format!("Resources.{logical_id}.Properties.ManagedPolicyName"),
+                    )?,
+                    None => values.reference.clone(),
+                };
+                values.reference = format!("arn:aws:iam::{}:policy/{name}", ids::ACCOUNT_ID);
+                values
+                    .attributes
+                    .insert("PolicyArn".into(), values.reference.clone());
             } else if API_TYPES.contains(&kind) {
                 let api_kind = if kind == "AWS::Serverless::HttpApi" {
                     ApiKind::Http
@@ -594,10 +648,11 @@ impl Deployer {
                     template_dir,
                     base_url.as_deref(),
                 )?;
-                if moto_stack.is_some() {
+                if let Some(moto_stack) = &moto_stack {
                     let server = self.moto_server(stack_name).await?;
                     self.as_itself(server, &mut spec, body, &globals, &resources, &locals)
                         .await?;
+                    check_poller(server, &spec, moto_stack).await?;
                 }
                 specs.push(spec);
             }
@@ -719,6 +774,7 @@ impl Deployer {
                             batch_size: *batch_size,
                             report_failures: *report_failures,
                             target: target.clone(),
+                            role: spec.role.clone().filter(|_| spec.role_known),
                         });
                     }
                     None => notes.push(format!(
@@ -928,22 +984,31 @@ impl Deployer {
         {
             return Ok((previous.clone(), false));
         }
-        let was_running = self.moto.running().is_some();
-        let server = self
-            .moto
-            .server()
-            .await
-            .map_err(|source| DeployError::NoMoto {
-                stack: stack_name.to_string(),
-                resources: sub.resources.join(", "),
-                source,
-            })?;
-        if !was_running && let Some(took) = self.moto.startup() {
-            notes.push(format!(
-                "moto started for stack {stack_name}'s resources in {:.1} s ({}; IAM enforced)",
-                took.as_secs_f64(),
-                server.url()
-            ));
+        let (server, start) =
+            self.moto
+                .server_reporting()
+                .await
+                .map_err(|source| DeployError::NoMoto {
+                    stack: stack_name.to_string(),
+                    resources: sub.resources.join(", "),
+                    source,
+                })?;
+        if start.first {
+            let proxy = self.moto.proxy().map(|p| p.url()).unwrap_or_default();
+            notes.push(if start.warmed_up {
+                format!(
+                    "moto started during the build in {:.1} s ({}, functions call it through {proxy}; IAM enforced); stack {stack_name} waited {:.1} s for it",
+                    start.took.as_secs_f64(),
+                    server.url(),
+                    start.waited.as_secs_f64()
+                )
+            } else {
+                format!(
+                    "moto started for stack {stack_name}'s resources in {:.1} s ({}, functions call it through {proxy}; IAM enforced)",
+                    start.took.as_secs_f64(),
+                    server.url()
+                )
+            });
         }
         if previous.is_some() {
             server.delete_stack(stack_name).await.map_err(moto_error)?;
@@ -999,14 +1064,29 @@ impl Deployer {
             source,
         };
         let properties = merged_properties(&body["Properties"], globals);
-        let mut role = match properties.get("Role").filter(|v| !v.is_null()) {
+        // The role's logical id: the template's AWS::IAM::Role, or the one
+        // SAM generates, `<Function>Role` (what `!Ref` names it by).
+        let (mut role, role_id) = match properties.get("Role").filter(|v| !v.is_null()) {
             None => {
                 let policies = match properties.get("Policies") {
                     Some(p) => locals.value(p, &at("Policies"))?,
                     None => None,
                 };
-                sam_function_policies(stack_name, &logical_id, policies.as_ref())
-                    .map_err(role_error)?
+                let mut role = sam_function_policies(stack_name, &logical_id, policies.as_ref())
+                    .map_err(role_error)?;
+                // SAM adds the event source's managed policy to the role it
+                // generates (samtranslator model/eventsources/pull.py,
+                // `PullEventSource._link_policy`; SQS: `get_policy_arn`,
+                // service-role/AWSLambdaSQSQueueExecutionRole), and only to
+                // that role.
+                if !spec.sqs.is_empty() {
+                    let arn = "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole";
+                    if !role.managed_policy_arns.iter().any(|a| a == arn) {
+                        role.managed_policy_arns.push(arn.to_string());
+                    }
+                }
+                spec.role_known = true;
+                (role, Some(format!("{logical_id}Role")))
             }
             Some(role) => match template_role(role, resources) {
                 Some((role_id, role_body)) => {
@@ -1016,25 +1096,64 @@ impl Deployer {
                             &format!("Resources.{role_id}.Properties"),
                         )?
                         .unwrap_or(Value::Null);
-                    role_from_template(stack_name, role_id, &props).map_err(role_error)?
+                    spec.role_known = true;
+                    (
+                        role_from_template(stack_name, role_id, &props).map_err(role_error)?,
+                        Some(role_id.to_string()),
+                    )
                 }
                 None => {
                     spec.notes.push(format!(
-                        "{logical_id}: its Role is not an AWS::IAM::Role of this template, so its permissions are unknown here; it runs with AWSLambdaBasicExecutionRole only (its other AWS calls are denied)"
+                        "{logical_id}: its Role is not an AWS::IAM::Role of this template, so its permissions are unknown here; it runs with AWSLambdaBasicExecutionRole only (its other AWS calls are denied{})",
+                        if spec.sqs.is_empty() {
+                            ""
+                        } else {
+                            "; its SQS events are read from the queue as the administrator"
+                        }
                     ));
-                    sam_function_policies(stack_name, &logical_id, None).map_err(role_error)?
+                    spec.role_known = false;
+                    (
+                        sam_function_policies(stack_name, &logical_id, None).map_err(role_error)?,
+                        None,
+                    )
                 }
             },
         };
         resolve_policies(&mut role, locals, &logical_id)?;
+        // The template's AWS::IAM::Policy / ManagedPolicy resources
+        // attached to this role.
+        let policies = template_policies(resources, locals)?;
+        let mut names = vec![role.name.clone()];
+        if let Some(v) = role_id.as_ref().and_then(|id| locals.resources.get(id)) {
+            names.push(v.reference.clone());
+        }
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let folded = fold_template_policies(&mut role, &names, &policies);
+        if !folded.is_empty() {
+            tracing::info!(function = %logical_id, role = %role.name, policies = ?folded, "template policies folded into the execution role");
+        }
         let credentials = server.role_credentials(&role).await.map_err(role_error)?;
+        let proxy = self.moto.proxy().ok_or_else(|| DeployError::NoMoto {
+            stack: stack_name.to_string(),
+            resources: "its functions' execution roles".to_string(),
+            source: MotoError::Start("moto's AWS proxy is not running".into()),
+        })?;
+        proxy.register(
+            &credentials.access_key_id,
+            Caller {
+                function: spec.config.name.clone(),
+                role: role.name.clone(),
+                log_file: spec.config.log_file.clone(),
+            },
+        );
         let environment = &mut spec.config.environment;
         environment.extend(endpoint_env(
-            Some(server.url()),
+            Some(proxy.url()),
             &self.endpoint_url,
             &REHEARSAL_SERVICES,
         ));
         environment.extend(credentials.env_vars());
+        spec.role = Some((role.name, credentials));
         Ok(())
     }
 
@@ -1280,6 +1399,8 @@ impl Deployer {
             sqs,
             alias,
             notes,
+            role: None,
+            role_known: false,
         })
     }
 }
@@ -1326,6 +1447,10 @@ pub(crate) struct Locals {
     pub stack_name: String,
     pub resolver: Resolver,
     pub resources: BTreeMap<String, ResourceValues>,
+    /// The pipeline template's CodeBuild projects: each one's environment
+    /// variables (plain text ones, resolved), by the project's name (what
+    /// the build action's ProjectName resolves to). Empty for other stacks.
+    pub build_environments: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Locals {
@@ -1356,6 +1481,7 @@ impl Locals {
             stack_name: stack_name.to_string(),
             resolver,
             resources: BTreeMap::new(),
+            build_environments: BTreeMap::new(),
         };
         for resource in template.resources() {
             let id = resource.logical_id();
@@ -1431,17 +1557,24 @@ const SQS_WAIT_SECONDS: u32 = 1;
 /// (`aws_lambda_events::sqs::SqsEvent`'s shape); a successful invocation
 /// deletes the batch (except the `batchItemFailures` it reports, with
 /// `ReportBatchItemFailures`), a failed one leaves it, so the messages
-/// return to the queue after its visibility timeout. Runs until aborted.
+/// return to the queue after its visibility timeout. It reads and deletes
+/// with the function's execution role, as Lambda's event source mapping
+/// does (AWS Lambda Developer Guide, "Creating and configuring an Amazon
+/// SQS event source mapping", "Setting up Lambda execution role
+/// permissions"; `check_poller` has refused a role without them at
+/// deploy). Runs until aborted.
 async fn poll_queue(moto: Arc<Moto>, sub: SqsSubscription) {
     loop {
         let Some(server) = moto.running() else { return };
+        let creds = sub.role.as_ref().map(|(_, c)| c);
         let messages = match server
-            .receive_messages(&sub.queue_url, sub.batch_size, SQS_WAIT_SECONDS)
+            .receive_messages_as(creds, &sub.queue_url, sub.batch_size, SQS_WAIT_SECONDS)
             .await
         {
             Ok(m) => m,
             Err(error) => {
-                tracing::warn!(function = sub.function, event = sub.event, %error, "cannot receive the queue's messages");
+                let role = sub.role.as_ref().map_or("the administrator", |(r, _)| r);
+                tracing::warn!(function = sub.function, event = sub.event, role, %error, "cannot receive the queue's messages as the function's role");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
@@ -1488,7 +1621,7 @@ async fn poll_queue(moto: Arc<Moto>, sub: SqsSubscription) {
                 };
                 for m in messages.iter().filter(|m| !failed.contains(&m.message_id)) {
                     if let Err(error) = server
-                        .delete_message(&sub.queue_url, &m.receipt_handle)
+                        .delete_message_as(creds, &sub.queue_url, &m.receipt_handle)
                         .await
                     {
                         tracing::warn!(function = sub.function, %error, "cannot delete a processed message");
@@ -1553,6 +1686,106 @@ fn template_role<'a>(
         .iter()
         .find(|(id, body)| id == target && resource_type(body) == "AWS::IAM::Role")
         .map(|(id, body)| (id.as_str(), body))
+}
+
+/// The template's `AWS::IAM::Policy` and `AWS::IAM::ManagedPolicy`
+/// resources, resolved, for `fold_template_policies`.
+fn template_policies(
+    resources: &[(String, Value)],
+    locals: &Locals,
+) -> Result<Vec<TemplatePolicy>, DeployError> {
+    let mut out = Vec::new();
+    for (logical_id, body) in resources {
+        let kind = resource_type(body);
+        if kind != "AWS::IAM::Policy" && kind != "AWS::IAM::ManagedPolicy" {
+            continue;
+        }
+        let at = format!("Resources.{logical_id}.Properties");
+        let props = locals
+            .value(&body["Properties"], &at)?
+            .unwrap_or(Value::Null);
+        let text = |k: &str| props.get(k).and_then(Value::as_str).map(str::to_string);
+        let managed = kind == "AWS::IAM::ManagedPolicy";
+        let name = if managed {
+            text("ManagedPolicyName")
+        } else {
+            text("PolicyName")
+        }
+        .unwrap_or_else(|| logical_id.clone());
+        let roles = props
+            .get("Roles")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(TemplatePolicy {
+            logical_id: logical_id.clone(),
+            name,
+            document: props.get("PolicyDocument").cloned().unwrap_or(Value::Null),
+            roles,
+            managed_arn: managed
+                .then(|| {
+                    locals
+                        .resources
+                        .get(logical_id)
+                        .map(|v| v.reference.clone())
+                })
+                .flatten(),
+        });
+    }
+    Ok(out)
+}
+
+/// What Lambda's CreateEventSourceMapping checks for an SQS event source:
+/// that the function's execution role may call sqs:ReceiveMessage,
+/// sqs:DeleteMessage and sqs:GetQueueAttributes on the queue. The AWS
+/// Lambda Developer Guide, "Creating and configuring an Amazon SQS event
+/// source mapping"
+/// (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html),
+/// "Setting up Lambda execution role permissions", says the role needs
+/// them (the AWSLambdaSQSQueueExecutionRole managed policy); without them
+/// creating the mapping fails (it is not created disabled) with
+/// InvalidParameterValueException "The provided execution role does not
+/// have permissions to call ReceiveMessage on SQS" (the error CloudFormation
+/// reports for the AWS::Lambda::EventSourceMapping, as users report it:
+/// aws/aws-cdk#6770, functionalone/serverless-iam-roles-per-function#21
+/// for DeleteMessage). The rehearsal fails the deploy the same way,
+/// before any function starts, naming the role and the missing action.
+async fn check_poller(
+    server: &MotoServer,
+    spec: &FunctionSpec,
+    moto_stack: &MotoStack,
+) -> Result<(), DeployError> {
+    let Some((role, creds)) = spec.role.as_ref().filter(|_| spec.role_known) else {
+        return Ok(());
+    };
+    for (event, queue_arn, _, _) in &spec.sqs {
+        let Some(queue) = moto_stack.resources.resources.values().find(|r| {
+            r.resource_type == "AWS::SQS::Queue" && r.attributes.get("Arn") == Some(queue_arn)
+        }) else {
+            continue;
+        };
+        let missing = server
+            .missing_poller_permission(creds, &queue.reference)
+            .await
+            .map_err(|source| DeployError::Moto {
+                stack: moto_stack.resources.stack_name.clone(),
+                source,
+            })?;
+        if let Some(action) = missing {
+            return Err(DeployError::EventSourcePermission {
+                function: spec.logical_id.clone(),
+                event: event.clone(),
+                role: role.clone(),
+                action: action.to_string(),
+                queue_arn: queue_arn.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A role's inline policies with their intrinsic functions resolved (SAM's
