@@ -523,3 +523,137 @@ async fn a_pipeline_change_that_adds_a_role_stops_at_the_pipeline_update_approva
     );
     rehearsal.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------
+// The example app (examples/orders): an API writing a DynamoDB table and
+// sending to an SQS queue, a worker consuming the queue, its own gate suite;
+// rehearsed as `cargo rehearse --app examples/orders` does, its table and
+// queue in moto, each function running as its own role.
+// ---------------------------------------------------------------------------
+
+/// The example's directory and its pipeline parameters file.
+const EXAMPLE: &str = "examples/orders";
+
+/// Options that rehearse the example app of `repo` with the pipeline
+/// parameters it ships (ServiceName Orders, AppDirectory examples/orders).
+fn example_options(repo: &Path) -> Options {
+    let mut options = options(repo);
+    let file = e2e::repo_root()
+        .join(EXAMPLE)
+        .join(rehearse::parameters_file::APP_PARAMETERS_FILE);
+    let parameters = rehearse::parameters_file::read(&file).expect("the example's parameters");
+    assert_eq!(
+        parameters.get("AppDirectory").map(String::as_str),
+        Some(EXAMPLE)
+    );
+    options.parameters.extend(parameters);
+    options
+}
+
+/// An order posted to `api` (a stage's base URL): its id.
+async fn post_order(api: &str, item: &str) -> String {
+    let response = reqwest::Client::new()
+        .post(format!("{api}orders"))
+        .json(&serde_json::json!({"item": item, "quantity": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "{:?}", response.text().await);
+    let body: serde_json::Value = response.json().await.unwrap();
+    body["id"].as_str().expect("the order's id").to_string()
+}
+
+/// The order `id` as the API answers it, once its status is `status`
+/// (within 20 s).
+async fn order_with_status(api: &str, id: &str, status: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let response = reqwest::get(format!("{api}orders/{id}")).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let body: serde_json::Value = response.json().await.unwrap();
+        if body["status"] == status {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "order {id} never became {status}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_example_app_passes_every_stage_writing_its_table_and_processing_its_queue() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let mut options = example_options(&e2e::repo_root());
+    options.rev = Some(commit_under_test());
+    let (rehearsal, report) = rehearse(options).await;
+    assert!(report.succeeded(), "{report:#?}");
+    for stage in ["Beta", "Gamma", "Prod"] {
+        let gate = report
+            .stage(stage)
+            .unwrap()
+            .actions
+            .iter()
+            .find(|a| a.name == "IntegrationTests")
+            .unwrap();
+        assert_eq!(
+            gate.output_variables
+                .get("ChecksFailed")
+                .map(String::as_str),
+            Some("0"),
+            "{stage}: {gate:?}"
+        );
+    }
+    let prod = report
+        .urls
+        .get("Orders-prod")
+        .expect("the prod stack serves the example's API");
+    // Written through the API, read back from the table...
+    let id = post_order(prod, "rehearsed widget").await;
+    let order = order_with_status(prod, &id, "processed").await;
+    // ...and processed by the worker from the queue.
+    assert_eq!(order["item"], "rehearsed widget");
+    assert_eq!(order["quantity"], 2);
+    assert!(order["processedAt"].is_string(), "{order}");
+    rehearsal.shutdown().await;
+}
+
+/// The API function without its table permission: its PutItem is denied
+/// by moto's IAM as AWS would deny it, the API answers 502, Beta's gate
+/// fails naming the check, and the function's log names the denied action
+/// and the table.
+#[tokio::test]
+async fn an_example_commit_dropping_the_table_permission_fails_betas_gate_naming_the_denied_call() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (_dir, repo) = scratch_copy(
+        &format!("{EXAMPLE}/app-sam.yaml"),
+        "        - DynamoDBCrudPolicy:\n            TableName: !Ref OrdersTable\n",
+        "",
+    );
+    let (rehearsal, report) = rehearse(example_options(&repo)).await;
+    let (at, error) = failed(&report);
+    assert_eq!(at, "Beta/IntegrationTests", "{error}");
+    // The API saw DynamoDB's own AccessDeniedException (as on AWS) and said
+    // so in its 502; the gate's failure quotes it.
+    assert!(
+        matches!(error, ActionError::JobReportedFailure { failure_type, message }
+            if failure_type == "JobFailed"
+                && message.contains("dynamodb PutItem failed: AccessDeniedException")),
+        "{error:?}"
+    );
+    assert_eq!(report.stage("Gamma").unwrap().status, Status::NotRun);
+    let log = e2e::repo_root().join(".rehearsal/logs/Orders-beta/Orders-beta-api.log");
+    let log = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+    let denials: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("[rehearsal] AccessDenied:"))
+        .collect();
+    assert!(
+        denials.iter().any(|l| l.contains(
+            "may not dynamodb:PutItem on arn:aws:dynamodb:us-east-1:123456789012:table/Orders-beta-orders"
+        )),
+        "the denied PutItem and its table are named: {denials:#?}\n{log}"
+    );
+    rehearsal.shutdown().await;
+}

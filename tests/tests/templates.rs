@@ -125,6 +125,36 @@ fn pipeline_template_passes_cfn_guard_rules() {
     cfn_guard(TEMPLATES[2]);
 }
 
+// The example app's two templates (examples/orders, rehearsed with
+// `cargo rehearse --app examples/orders`) pass the same checkers: they are
+// what a user copies. Their functions' arm64 release build (`sam build`)
+// is left out: the rehearsal tests build them from the same Metadata.
+const EXAMPLE_TEMPLATES: [&str; 2] = [
+    "examples/orders/app-sam.yaml",
+    "examples/orders/test-sam.yaml",
+];
+
+#[test]
+fn example_templates_pass_cfn_lint() {
+    for template in EXAMPLE_TEMPLATES {
+        cfn_lint(template);
+    }
+}
+
+#[test]
+fn example_templates_pass_checkov() {
+    for template in EXAMPLE_TEMPLATES {
+        checkov(template);
+    }
+}
+
+#[test]
+fn example_templates_pass_cfn_guard_rules() {
+    for template in EXAMPLE_TEMPLATES {
+        cfn_guard(template);
+    }
+}
+
 /// The guard rules are not vacuous: a template breaking each rule fails.
 #[test]
 fn cfn_guard_rules_reject_a_template_that_breaks_them() {
@@ -497,7 +527,7 @@ fn the_deploy_role_reaches_every_function_role_log_group_alarm_and_application_o
 /// also "Time-beta" + "-..."): every template refuses them in ServiceName.
 #[test]
 fn every_template_refuses_a_service_name_with_a_hyphen() {
-    for template in TEMPLATES {
+    for template in TEMPLATES.into_iter().chain(EXAMPLE_TEMPLATES) {
         let t = Template::from_path(e2e::repo_root().join(template)).unwrap();
         let pattern = t
             .parameter("ServiceName")

@@ -1,0 +1,20 @@
+//! `orders-gate`: the Orders service's integration suite, the pipeline's
+//! gate for each stage.
+//!
+//! - On Lambda, invoked asynchronously by the pipeline's `start-tests` with
+//!   `{"jobId", "apiUrl", "stage"}` ([`codepipeline_job::TestRunRequest`]):
+//!   runs the suite and reports the job to CodePipeline through
+//!   [`codepipeline_job::run_guarded`] ([`lambda::handle`]).
+//! - From the command line: `orders-gate --api-url URL --stage S` prints
+//!   each check and exits non-zero on failure ([`cli`]).
+//!
+//! The checks ([`suite`]) follow one order through the whole service: posted
+//! (201), read back (the same order), processed by the worker (so the queue
+//! message was consumed), and two error answers (unknown order, invalid
+//! order).
+
+pub mod cli;
+pub mod lambda;
+pub mod suite;
+
+pub use suite::{CheckResult, ConfigError, SuiteConfig, SuiteReport, run_suite};
