@@ -5,9 +5,13 @@
 #   scripts/build.sh --arch <arm64|x86_64> --out DIR [--profile NAME]
 #                    [--s3-bucket BUCKET [--s3-prefix PREFIX] [--kms-key-id KEY]]
 #
-# 1. Finds every function of app-sam.yaml, test-sam.yaml and pipeline.yaml
-#    (AWS::Serverless::Function with Metadata BuildMethod rust-cargolambda and
-#    BuildProperties Binary).
+# 1. Finds every function of $APP_DIR/app-sam.yaml, $APP_DIR/test-sam.yaml
+#    and pipeline.yaml (AWS::Serverless::Function with Metadata BuildMethod
+#    rust-cargolambda and BuildProperties Binary; a CodeUri is relative to
+#    its template). APP_DIR is the directory of the repository holding the
+#    app's two templates (default ".", the root; the pipeline's AppDirectory
+#    parameter, which CodeBuild passes as APP_DIR; examples/orders is the
+#    example app).
 # 2. Builds each binary for ARCH with `cargo lambda build` (cross-compiling
 #    and linking with zig), one binary per invocation (see below), in cargo
 #    profile NAME (default release, what ships; the rehearsal passes
@@ -65,6 +69,11 @@ esac
 [ -z "$KMS_KEY" ] || [ -n "$BUCKET" ] || { echo "build.sh: --kms-key-id needs --s3-bucket" >&2; exit 2; }
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+APP_DIR=${APP_DIR:-.}
+# The same pattern as pipeline.yaml's AppDirectory: inside the repository.
+[[ "$APP_DIR" =~ ^(\.|[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*)$ ]] && [[ "/$APP_DIR/" != */../* ]] || {
+  echo "build.sh: APP_DIR '$APP_DIR' is not a directory inside the repository (such as examples/orders)" >&2; exit 2; }
+[ -d "$ROOT/$APP_DIR" ] || { echo "build.sh: APP_DIR '$APP_DIR' does not exist in the repository" >&2; exit 1; }
 TOOLS=$ROOT/.tools
 [ -x "$TOOLS/venv/bin/cargo-lambda" ] && "$TOOLS/venv/bin/python" -c 'import yaml' 2>/dev/null || {
   echo "build.sh: cargo-lambda or PyYAML missing from .tools/venv: run scripts/setup-tools.sh rehearsal (local builds) or scripts/setup-tools.sh build" >&2
@@ -82,7 +91,7 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 LAMBDA_DIR=$CARGO_TARGET_DIR/lambda-$PROFILE-$ARCH
 KINDS=(app test pipeline)
-declare -A TEMPLATE=([app]=app-sam.yaml [test]=test-sam.yaml [pipeline]=pipeline.yaml)
+declare -A TEMPLATE=([app]=$APP_DIR/app-sam.yaml [test]=$APP_DIR/test-sam.yaml [pipeline]=pipeline.yaml)
 
 # Template work in Python with PyYAML. The loader turns CloudFormation's
 # short-form tags (!Ref, !Sub, !GetAtt a.b, ...) into their long form
@@ -148,7 +157,10 @@ if command == "binaries":          # binaries TEMPLATE... -> "binary<TAB>package
                     os.path.join(os.path.dirname(path), code_uri, "Cargo.toml")):
                 sys.exit(f"build.sh: function with binary {b} in {path}: CodeUri "
                          f"{code_uri!r} must be the directory of the package that has it")
-            names[b] = code_uri
+            # The package's directory, absolute: a CodeUri is relative to
+            # its template, which may be in APP_DIR.
+            names[b] = os.path.normpath(os.path.join(
+                os.path.dirname(os.path.abspath(path)), code_uri))
     print("\n".join(f"{b}\t{d}" for b, d in sorted(names.items())))
 elif command == "write":           # write SRC DEST ARCH
     src, dest, arch = args
@@ -172,7 +184,7 @@ for kind in "${KINDS[@]}"; do
   [ -f "$ROOT/${TEMPLATE[$kind]}" ] || { echo "build.sh: ${TEMPLATE[$kind]} is missing" >&2; exit 1; }
 done
 
-binaries=$(templates binaries "$ROOT/app-sam.yaml" "$ROOT/test-sam.yaml" "$ROOT/pipeline.yaml")
+binaries=$(templates binaries "$ROOT/${TEMPLATE[app]}" "$ROOT/${TEMPLATE[test]}" "$ROOT/pipeline.yaml")
 BINARIES=()
 declare -A PACKAGE_DIR=()
 while IFS=$'\t' read -r b dir; do
@@ -182,7 +194,7 @@ while IFS=$'\t' read -r b dir; do
 done <<< "$binaries"
 [ ${#BINARIES[@]} -gt 0 ] || { echo "build.sh: no functions found" >&2; exit 1; }
 
-echo "build.sh: building ${BINARIES[*]} for $ARCH (profile $PROFILE)"
+echo "build.sh: building ${BINARIES[*]} for $ARCH (profile $PROFILE; app templates in $APP_DIR)"
 start=$SECONDS
 # A committed Cargo.lock is what the build uses, never a fresh resolution.
 lock_args=()
@@ -201,7 +213,7 @@ n=0
 for b in "${BINARIES[@]}"; do
   n=$((n + 1))
   echo "build.sh: building function $b ($n of ${#BINARIES[@]})"
-  (cd "$ROOT/${PACKAGE_DIR[$b]}" && cargo lambda build "${profile_args[@]}" "$CARGO_LAMBDA_ARCH" \
+  (cd "${PACKAGE_DIR[$b]}" && cargo lambda build "${profile_args[@]}" "$CARGO_LAMBDA_ARCH" \
     --lambda-dir "$LAMBDA_DIR" "${lock_args[@]}" --bin "$b")
 done
 echo "build.sh: compiled in $((SECONDS - start)) s"

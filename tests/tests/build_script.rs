@@ -251,6 +251,43 @@ fn rejects_a_kms_key_without_a_bucket() {
     assert!(log.contains("--kms-key-id needs --s3-bucket"), "{log}");
 }
 
+#[test]
+fn rejects_an_app_directory_outside_the_repository_before_building() {
+    for dir in ["../elsewhere", "/etc", "examples/../.."] {
+        let out = tempfile::tempdir().unwrap();
+        let (ok, log) = e2e::run(
+            build_script()
+                .env("APP_DIR", dir)
+                .args(["--arch", "arm64", "--out"])
+                .arg(out.path()),
+        );
+        assert!(!ok, "{dir}");
+        assert!(
+            log.contains(&format!(
+                "APP_DIR '{dir}' is not a directory inside the repository"
+            )),
+            "{log}"
+        );
+        assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+    }
+}
+
+#[test]
+fn rejects_an_app_directory_that_does_not_exist() {
+    let out = tempfile::tempdir().unwrap();
+    let (ok, log) = e2e::run(
+        build_script()
+            .env("APP_DIR", "examples/no-such-app")
+            .args(["--arch", "arm64", "--out"])
+            .arg(out.path()),
+    );
+    assert!(!ok);
+    assert!(
+        log.contains("APP_DIR 'examples/no-such-app' does not exist"),
+        "{log}"
+    );
+}
+
 /// The KMS key the packaging test encrypts with (moto does not check that
 /// the key exists; S3 records the id as given).
 const KMS_KEY: &str = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";

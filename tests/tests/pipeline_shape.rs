@@ -901,6 +901,68 @@ fn the_build_packages_with_the_pipeline_key_through_bash() {
         && v["Value"] == json!({"Fn::GetAtt": ["PipelineKey", "Arn"]})));
 }
 
+/// The app's templates are those of the AppDirectory parameter: CodeBuild
+/// gets it as APP_DIR, and every template checker and build.sh read the
+/// app's two templates from there ("." by default: the repository's root).
+#[test]
+fn the_app_directory_reaches_the_build_and_every_checker_as_app_dir() {
+    let t = template();
+    assert_eq!(
+        t.parameter("AppDirectory").unwrap().default().as_deref(),
+        Some(".")
+    );
+    let variables = t
+        .resource("BuildProject")
+        .unwrap()
+        .property("Environment")
+        .unwrap()["EnvironmentVariables"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        variables
+            .iter()
+            .any(|v| v["Name"] == "APP_DIR" && v["Value"] == json!({"Ref": "AppDirectory"})),
+        "{variables:?}"
+    );
+    for program in ["cfn-lint --format", "checkov -f", "cfn-guard validate"] {
+        let command = command_running(program);
+        for template in ["app-sam.yaml", "test-sam.yaml"] {
+            assert!(
+                command.contains(&format!("\"${{APP_DIR:-.}}/{template}\"")),
+                "{program} checks {template} of APP_DIR: {command}"
+            );
+        }
+    }
+    let script = std::fs::read_to_string(e2e::repo_root().join("scripts/build.sh")).unwrap();
+    assert!(
+        script.contains("APP_DIR=${APP_DIR:-.}"),
+        "build.sh reads APP_DIR"
+    );
+}
+
+/// AppDirectory admits paths inside the repository only.
+#[test]
+fn the_app_directory_pattern_admits_only_paths_inside_the_repository() {
+    let t = template();
+    let pattern = t
+        .parameter("AppDirectory")
+        .unwrap()
+        .attribute("AllowedPattern")
+        .and_then(|p| p.as_str())
+        .unwrap()
+        .to_string();
+    let re = regex_lite::Regex::new(&pattern).unwrap();
+    for ok in [".", "examples/orders", "apps/my_app-2", "a.b/c"] {
+        assert!(re.is_match(ok), "{ok} is allowed");
+    }
+    for bad in [
+        "", "/etc", "../x", "a/../b", "a//b", "a/", "a b", "./a", "..", "a;b",
+    ] {
+        assert!(!re.is_match(bad), "{bad:?} is refused");
+    }
+}
+
 #[test]
 fn the_build_installs_exactly_the_build_tools() {
     let setup = command_running("scripts/setup-tools.sh");

