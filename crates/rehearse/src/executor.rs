@@ -2262,6 +2262,47 @@ struct StageConditions {
     not_emulated: Vec<String>,
 }
 
+/// One rule of a stage's `BeforeEntry` or `OnSuccess` conditions, with its
+/// condition's `Result` (default FAIL).
+struct ConditionRule<'a> {
+    result: String,
+    name: String,
+    provider: &'a str,
+    config: &'a Value,
+}
+
+/// Every rule of every condition of a stage declaration's `key`
+/// (`BeforeEntry`, `OnSuccess`), in order.
+fn condition_rules<'a>(
+    declaration: &'a Value,
+    key: &str,
+) -> impl Iterator<Item = ConditionRule<'a>> {
+    declaration
+        .get(key)
+        .and_then(|s| s.get("Conditions"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .flat_map(|condition| {
+            let result = condition
+                .get("Result")
+                .and_then(Value::as_str)
+                .unwrap_or("FAIL")
+                .to_string();
+            condition
+                .get("Rules")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(move |rule| ConditionRule {
+                    result: result.clone(),
+                    name: rule["Name"].as_str().unwrap_or("(unnamed)").to_string(),
+                    provider: rule["RuleTypeId"]["Provider"].as_str().unwrap_or_default(),
+                    config: &rule["Configuration"],
+                })
+        })
+}
+
 impl StageConditions {
     fn read(pipeline: &Pipeline, stage: &str) -> Self {
         let mut conditions = StageConditions::default();
@@ -2272,49 +2313,36 @@ impl StageConditions {
         else {
             return conditions;
         };
-        let before_entry = declaration
-            .get("BeforeEntry")
-            .and_then(|s| s.get("Conditions"))
-            .and_then(Value::as_array);
-        for condition in before_entry.into_iter().flatten() {
-            let result = condition
-                .get("Result")
-                .and_then(Value::as_str)
-                .unwrap_or("FAIL")
-                .to_string();
-            for rule in condition
-                .get("Rules")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let name = rule["Name"].as_str().unwrap_or("(unnamed)").to_string();
-                let provider = rule["RuleTypeId"]["Provider"].as_str().unwrap_or_default();
-                let config = &rule["Configuration"];
-                match provider {
-                    "DeploymentWindow" => {
-                        if result != "FAIL" {
-                            conditions.not_emulated.push(format!(
-                                "BeforeEntry Result {result} is not emulated (a closed window stops the run as FAIL does)"
-                            ));
-                        }
-                        conditions.entry_windows.push(EntryWindow {
-                            rule: name,
-                            cron: config["Cron"].as_str().unwrap_or_default().to_string(),
-                            time_zone: config["TimeZone"].as_str().map(str::to_string),
-                        });
+        for ConditionRule {
+            result,
+            name,
+            provider,
+            config,
+        } in condition_rules(declaration, "BeforeEntry")
+        {
+            match provider {
+                "DeploymentWindow" => {
+                    if result != "FAIL" {
+                        conditions.not_emulated.push(format!(
+                            "BeforeEntry Result {result} is not emulated (a closed window stops the run as FAIL does)"
+                        ));
                     }
-                    "VariableCheck" => conditions.entry_checks.push(VariableRule {
+                    conditions.entry_windows.push(EntryWindow {
                         rule: name,
-                        variable: config["Variable"].as_str().unwrap_or_default().to_string(),
-                        value: config["Value"].as_str().unwrap_or_default().to_string(),
-                        operator: config["Operator"].as_str().unwrap_or_default().to_string(),
-                        result: result.clone(),
-                    }),
-                    _ => conditions.not_emulated.push(format!(
-                        "BeforeEntry rule {name} ({provider}) is not emulated (the stage is entered; only DeploymentWindow and VariableCheck rules are)"
-                    )),
+                        cron: config["Cron"].as_str().unwrap_or_default().to_string(),
+                        time_zone: config["TimeZone"].as_str().map(str::to_string),
+                    });
                 }
+                "VariableCheck" => conditions.entry_checks.push(VariableRule {
+                    rule: name,
+                    variable: config["Variable"].as_str().unwrap_or_default().to_string(),
+                    value: config["Value"].as_str().unwrap_or_default().to_string(),
+                    operator: config["Operator"].as_str().unwrap_or_default().to_string(),
+                    result: result.clone(),
+                }),
+                _ => conditions.not_emulated.push(format!(
+                    "BeforeEntry rule {name} ({provider}) is not emulated (the stage is entered; only DeploymentWindow and VariableCheck rules are)"
+                )),
             }
         }
         if let Some(on_failure) = declaration.get("OnFailure") {
@@ -2331,61 +2359,48 @@ impl StageConditions {
                     .push("OnFailure Conditions are not emulated".into());
             }
         }
-        let on_success = declaration
-            .get("OnSuccess")
-            .and_then(|s| s.get("Conditions"))
-            .and_then(Value::as_array);
-        for condition in on_success.into_iter().flatten() {
-            let result = condition
-                .get("Result")
-                .and_then(Value::as_str)
-                .unwrap_or("FAIL")
-                .to_string();
-            for rule in condition
-                .get("Rules")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let name = rule["Name"].as_str().unwrap_or("(unnamed)").to_string();
-                let provider = rule["RuleTypeId"]["Provider"].as_str().unwrap_or_default();
-                let config = &rule["Configuration"];
-                let alarm = config["AlarmName"].as_str();
-                match (provider, alarm) {
-                    ("CloudWatchAlarm", Some(alarm)) => {
-                        let text = |v: &Value| match v {
-                            Value::String(s) => Some(s.clone()),
-                            Value::Number(n) => Some(n.to_string()),
+        for ConditionRule {
+            result,
+            name,
+            provider,
+            config,
+        } in condition_rules(declaration, "OnSuccess")
+        {
+            let alarm = config["AlarmName"].as_str();
+            match (provider, alarm) {
+                ("CloudWatchAlarm", Some(alarm)) => {
+                    let text = |v: &Value| match v {
+                        Value::String(s) => Some(s.clone()),
+                        Value::Number(n) => Some(n.to_string()),
+                        _ => None,
+                    };
+                    let wait_minutes = text(&config["WaitTime"])
+                        .and_then(|t| t.trim().parse::<u32>().ok())
+                        .unwrap_or(0);
+                    let mut states: Vec<AlarmState> = text(&config["AlarmStates"])
+                        .unwrap_or_default()
+                        .split(',')
+                        .filter_map(|s| match s.trim() {
+                            "ALARM" => Some(AlarmState::Alarm),
+                            "OK" => Some(AlarmState::Ok),
+                            "INSUFFICIENT_DATA" => Some(AlarmState::InsufficientData),
                             _ => None,
-                        };
-                        let wait_minutes = text(&config["WaitTime"])
-                            .and_then(|t| t.trim().parse::<u32>().ok())
-                            .unwrap_or(0);
-                        let mut states: Vec<AlarmState> = text(&config["AlarmStates"])
-                            .unwrap_or_default()
-                            .split(',')
-                            .filter_map(|s| match s.trim() {
-                                "ALARM" => Some(AlarmState::Alarm),
-                                "OK" => Some(AlarmState::Ok),
-                                "INSUFFICIENT_DATA" => Some(AlarmState::InsufficientData),
-                                _ => None,
-                            })
-                            .collect();
-                        if states.is_empty() {
-                            states.push(AlarmState::Alarm);
-                        }
-                        conditions.bake.push(BakeRule {
-                            rule: name,
-                            alarm: alarm.to_string(),
-                            states,
-                            wait_minutes,
-                            result: result.clone(),
-                        });
+                        })
+                        .collect();
+                    if states.is_empty() {
+                        states.push(AlarmState::Alarm);
                     }
-                    _ => conditions.not_emulated.push(format!(
-                        "OnSuccess rule {name} ({provider}) is not emulated (only CloudWatchAlarm rules are)"
-                    )),
+                    conditions.bake.push(BakeRule {
+                        rule: name,
+                        alarm: alarm.to_string(),
+                        states,
+                        wait_minutes,
+                        result: result.clone(),
+                    });
                 }
+                _ => conditions.not_emulated.push(format!(
+                    "OnSuccess rule {name} ({provider}) is not emulated (only CloudWatchAlarm rules are)"
+                )),
             }
         }
         conditions

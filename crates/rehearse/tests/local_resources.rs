@@ -670,7 +670,9 @@ async fn calls_through_the_proxy_keep_their_signature_and_denials_name_the_resou
     assert_eq!(status, 400, "{body}");
     assert!(
         body.contains("com.amazonaws.dynamodb.v20120810#AccessDeniedException")
-            && body.contains("dynamodb:PutItem on resource: arn:aws:dynamodb:us-east-1:123456789012:table/items"),
+            && body.contains(
+                "dynamodb:PutItem on resource: arn:aws:dynamodb:us-east-1:123456789012:table/items"
+            ),
         "{body}"
     );
     let log = std::fs::read_to_string(&p.log).unwrap();
