@@ -17,8 +17,12 @@
 //!   path (error, panic, running out of time) ends in a report.
 //! - [`TestRunRequest`]: the asynchronous hand-off from `start-tests` to
 //!   `run-tests` (see `docs/contracts.md`).
+//! - [`gate`]: what every gate shares around its own checks: check results,
+//!   the suite report (headline, summary, failure message, output
+//!   variables), the Lambda handler shell and the command line's printing.
 
 mod event;
+pub mod gate;
 mod guard;
 mod handoff;
 mod logging;

@@ -10,4 +10,5 @@ pub mod cli;
 pub mod lambda;
 pub mod suite;
 
-pub use suite::{CheckResult, ConfigError, SuiteConfig, SuiteReport, run_suite};
+pub use codepipeline_job::gate::{CheckResult, SuiteReport};
+pub use suite::{ConfigError, SuiteConfig, run_suite};

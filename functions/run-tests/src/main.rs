@@ -4,28 +4,12 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use codepipeline_job::Reporter;
-use lambda_runtime::{LambdaEvent, service_fn};
-use serde_json::Value;
+use codepipeline_job::gate;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
-        codepipeline_job::init_tracing();
-        let reporter = Reporter::from_conf(&codepipeline_job::load_sdk_config().await);
-        let reporter = &reporter;
-        // Boxed: keeps the runtime's future shallow enough for rustc's layout query.
-        let result = lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-            Box::pin(run_tests::lambda::handle(reporter, event))
-        }))
-        .await;
-        match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                tracing::error!(error = %error, "the Lambda runtime stopped");
-                ExitCode::FAILURE
-            }
-        }
+    if gate::on_lambda() {
+        gate::serve(run_tests::lambda::handle).await
     } else {
         let args = run_tests::cli::Args::parse();
         ExitCode::from(run_tests::cli::run(&args, &mut std::io::stdout()).await)

@@ -1,11 +1,11 @@
 //! The TimeService acceptance suite (the API in `docs/contracts.md`).
 
-use std::fmt;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset, Offset, TimeZone, Utc};
 use chrono_tz::{OffsetName, Tz};
-use codepipeline_job::{MAX_FAILURE_MESSAGE_CHARS, OutputVariables, echo, truncate_chars};
+use codepipeline_job::gate::{CheckResult, SuiteReport};
+use codepipeline_job::{echo, truncate_chars};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 
@@ -197,139 +197,6 @@ pub fn checks() -> Vec<Check> {
             expect: Expect::Error(StatusCode::METHOD_NOT_ALLOWED),
         },
     ]
-}
-
-/// The result of one check.
-#[derive(Debug, Clone)]
-pub struct CheckResult {
-    pub name: &'static str,
-    pub request: String,
-    /// Empty when the check passed.
-    pub problems: Vec<String>,
-    pub elapsed: Duration,
-}
-
-impl CheckResult {
-    pub fn passed(&self) -> bool {
-        self.problems.is_empty()
-    }
-}
-
-impl fmt::Display for CheckResult {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let verdict = if self.passed() { "PASS" } else { "FAIL" };
-        write!(
-            f,
-            "{verdict} {} ({}) in {} ms",
-            self.name,
-            self.request,
-            self.elapsed.as_millis()
-        )?;
-        if !self.passed() {
-            write!(f, ": {}", self.problems.join("; "))?;
-        }
-        Ok(())
-    }
-}
-
-/// The names of the gate's output variables (`docs/contracts.md`).
-pub mod variables {
-    pub const CHECKS_RUN: &str = "ChecksRun";
-    pub const CHECKS_FAILED: &str = "ChecksFailed";
-    pub const DURATION_SECONDS: &str = "DurationSeconds";
-    pub const API_URL: &str = "ApiUrl";
-    pub const STAGE: &str = "Stage";
-}
-
-/// The whole suite's results.
-#[derive(Debug, Clone)]
-pub struct SuiteReport {
-    pub api_url: String,
-    pub stage: String,
-    pub results: Vec<CheckResult>,
-    pub elapsed: Duration,
-}
-
-impl SuiteReport {
-    pub fn passed(&self) -> bool {
-        self.results.iter().all(CheckResult::passed)
-    }
-
-    pub fn failures(&self) -> impl Iterator<Item = &CheckResult> {
-        self.results.iter().filter(|r| !r.passed())
-    }
-
-    /// One line: how many checks passed, against what, how long it took.
-    pub fn headline(&self) -> String {
-        let failed = self.failures().count();
-        let total = self.results.len();
-        let verdict = if failed == 0 {
-            format!("all {total} checks passed")
-        } else {
-            format!("{failed} of {total} checks failed")
-        };
-        format!(
-            "{verdict} against {} (stage {}) in {:.2} s",
-            echo(&self.api_url),
-            echo(&self.stage),
-            self.elapsed.as_secs_f64()
-        )
-    }
-
-    /// The success summary: the headline and the checks run.
-    pub fn success_summary(&self) -> String {
-        let names: Vec<&str> = self.results.iter().map(|r| r.name).collect();
-        format!("{}: {}", self.headline(), names.join(", "))
-    }
-
-    /// The gate's output variables (`docs/contracts.md`): what a later
-    /// action or condition, and the console's action details, can read as
-    /// `#{<namespace>.<name>}`. The URL and stage are echoed (capped) as in
-    /// the headline; a handful of short values is far inside CodePipeline's
-    /// limit, so an insert can fail only on a name, which these are not.
-    pub fn output_variables(&self) -> OutputVariables {
-        let mut variables = OutputVariables::new();
-        let values = [
-            (variables::CHECKS_RUN, self.results.len().to_string()),
-            (
-                variables::CHECKS_FAILED,
-                self.failures().count().to_string(),
-            ),
-            (
-                variables::DURATION_SECONDS,
-                format!("{:.2}", self.elapsed.as_secs_f64()),
-            ),
-            (variables::API_URL, echo(&self.api_url).into_owned()),
-            (variables::STAGE, echo(&self.stage).into_owned()),
-        ];
-        for (name, value) in values {
-            if let Err(error) = variables.insert(name, value) {
-                tracing::warn!(%error, "output variable left out");
-            }
-        }
-        variables
-    }
-
-    /// The failure message: the headline, then each failed check and why,
-    /// within CodePipeline's 5000 characters. Every failed check gets an
-    /// equal share of the room after the headline, so a long reason is cut
-    /// short rather than crowding out the checks after it.
-    pub fn failure_message(&self) -> String {
-        let mut message = self.headline();
-        let failed = self.failures().count().max(1);
-        let room = MAX_FAILURE_MESSAGE_CHARS.saturating_sub(message.chars().count());
-        let share = room / failed;
-        for failure in self.failures() {
-            let line = format!(
-                "\n- {} ({}): {}",
-                failure.name,
-                failure.request,
-                failure.problems.join("; ")
-            );
-            message.push_str(&truncate_chars(&line, share));
-        }
-        message
-    }
 }
 
 /// Runs every check concurrently and collects the results. Never takes much
@@ -795,94 +662,5 @@ mod tests {
                 );
             }
         }
-    }
-
-    fn report(problems: &[&[&str]]) -> SuiteReport {
-        SuiteReport {
-            api_url: "http://h/".into(),
-            stage: "beta".into(),
-            results: problems
-                .iter()
-                .enumerate()
-                .map(|(i, p)| CheckResult {
-                    name: ["a", "b", "c"][i],
-                    request: format!("GET /{i}"),
-                    problems: p.iter().map(|s| s.to_string()).collect(),
-                    elapsed: Duration::from_millis(5),
-                })
-                .collect(),
-            elapsed: Duration::from_millis(1234),
-        }
-    }
-
-    #[test]
-    fn the_output_variables_say_what_ran_what_failed_how_long_and_against_what() {
-        let variables = report(&[&[], &["x"], &[]]).output_variables();
-        assert_eq!(variables.get("ChecksRun"), Some("3"));
-        assert_eq!(variables.get("ChecksFailed"), Some("1"));
-        assert_eq!(variables.get("DurationSeconds"), Some("1.23"));
-        assert_eq!(variables.get("ApiUrl"), Some("http://h/"));
-        assert_eq!(variables.get("Stage"), Some("beta"));
-        let mut huge = report(&[&[]]);
-        huge.api_url = format!("http://h/{}", "u".repeat(1_000_000));
-        assert!(huge.output_variables().get("ApiUrl").unwrap().len() < 1_000);
-    }
-
-    #[test]
-    fn the_headline_counts_checks_and_time() {
-        assert_eq!(
-            report(&[&[], &[]]).headline(),
-            "all 2 checks passed against http://h/ (stage beta) in 1.23 s"
-        );
-    }
-
-    #[test]
-    fn a_huge_stage_and_url_are_echoed_short_in_the_headline() {
-        let mut report = report(&[&["x"]]);
-        report.api_url = format!("http://h/{}", "u".repeat(1_000_000));
-        report.stage = "s".repeat(1_000_000);
-        let headline = report.headline();
-        assert!(headline.chars().count() < 400, "{} chars", headline.len());
-        assert!(headline.starts_with("1 of 1 checks failed against http://h/uuu"));
-    }
-
-    #[test]
-    fn every_failed_check_keeps_its_reason_when_the_reasons_are_huge() {
-        let huge = format!("answered 404 Not Found; body: {}", "b".repeat(100_000));
-        let problems: Vec<String> = (0..11).map(|i| format!("reason-{i}: {huge}")).collect();
-        let report = SuiteReport {
-            api_url: "http://h/".into(),
-            stage: "beta".into(),
-            results: problems
-                .iter()
-                .map(|p| CheckResult {
-                    name: "check",
-                    request: "GET /x".into(),
-                    problems: vec![p.clone()],
-                    elapsed: Duration::ZERO,
-                })
-                .collect(),
-            elapsed: Duration::ZERO,
-        };
-        let message = report.failure_message();
-        assert!(message.chars().count() <= MAX_FAILURE_MESSAGE_CHARS);
-        for i in 0..11 {
-            assert!(
-                message.contains(&format!("- check (GET /x): reason-{i}: answered 404")),
-                "reason {i} was crowded out"
-            );
-        }
-    }
-
-    #[test]
-    fn the_failure_message_lists_each_failed_check_and_why() {
-        let message = report(&[&[], &["x is wrong", "y is wrong"], &["z"]]).failure_message();
-        assert!(message.starts_with("2 of 3 checks failed"), "{message}");
-        assert!(
-            message.contains("\n- b (GET /1): x is wrong; y is wrong"),
-            "{message}"
-        );
-        assert!(message.contains("\n- c (GET /2): z"), "{message}");
-        assert!(!message.contains("- a "), "{message}");
     }
 }

@@ -179,42 +179,6 @@ async fn an_api_url_that_is_not_a_url_is_a_configuration_error() {
 }
 
 #[tokio::test]
-async fn a_payload_without_the_stage_is_a_configuration_error() {
-    let failure = failure_rule(FailureType::ConfigurationError, &["missing field `stage`"]);
-    let reporter = reporter(&[&failure]);
-
-    handle_payload(
-        &reporter,
-        json!({"jobId": JOB, "apiUrl": "http://127.0.0.1:1/"}),
-        BUDGET,
-        fast,
-    )
-    .await
-    .unwrap();
-
-    assert_eq!(failure.num_calls(), 1);
-}
-
-#[tokio::test]
-async fn a_payload_without_a_job_id_is_an_error_and_reports_nothing() {
-    let failure = failure_rule(FailureType::ConfigurationError, &[]);
-    let success = success_rule("");
-    let reporter = reporter(&[&failure, &success]);
-
-    let error = handle_payload(
-        &reporter,
-        json!({"apiUrl": "http://127.0.0.1:1/", "stage": "beta"}),
-        BUDGET,
-        fast,
-    )
-    .await
-    .unwrap_err();
-
-    assert!(error.to_string().contains("`jobId` is missing"), "{error}");
-    assert_eq!(failure.num_calls() + success.num_calls(), 0);
-}
-
-#[tokio::test]
 async fn a_second_report_for_a_finished_job_is_harmless() {
     let url = serve(time_service("beta")).await;
     let finished = mock!(Client::put_job_success_result).then_error(|| {

@@ -1,10 +1,13 @@
-//! orders-gate from the command line.
+//! orders-gate from the command line (the printing and exit codes are the
+//! shared [`codepipeline_job::gate`]'s).
 
 use std::io::Write;
-use std::time::Duration;
 
 use clap::Parser;
+use codepipeline_job::gate::seconds;
+pub use codepipeline_job::gate::{EXIT_FAILED, EXIT_PASSED, EXIT_USAGE};
 
+use crate::lambda::GATE;
 use crate::suite::{
     DEFAULT_DEADLINE, DEFAULT_PROCESSING_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, SuiteConfig, run_suite,
 };
@@ -30,54 +33,22 @@ pub struct Args {
     pub deadline: f64,
 }
 
-/// Exit code: all checks passed.
-pub const EXIT_PASSED: u8 = 0;
-/// Exit code: at least one check failed.
-pub const EXIT_FAILED: u8 = 1;
-/// Exit code: the arguments are unusable.
-pub const EXIT_USAGE: u8 = 2;
-
 /// Runs the suite, printing each check and a summary to `out`; returns the
 /// exit code.
 pub async fn run(args: &Args, out: &mut impl Write) -> u8 {
-    let seconds = |name: &str, value: f64| {
-        if value.is_finite() && value > 0.0 && value < 86_400.0 {
-            Ok(Duration::from_secs_f64(value))
-        } else {
-            Err(format!(
-                "--{name} must be a positive number of seconds, got {value}"
-            ))
+    match config(args) {
+        Ok(config) => {
+            let (api_url, stage) = (config.api_url.as_str(), &config.stage);
+            GATE.run_cli(out, api_url, stage, run_suite(&config)).await
         }
-    };
-    let config = SuiteConfig::new(&args.api_url, &args.stage)
-        .map_err(|e| e.to_string())
-        .and_then(|config| {
-            Ok(config
-                .with_request_timeout(seconds("request-timeout", args.request_timeout)?)
-                .with_processing_timeout(seconds("processing-timeout", args.processing_timeout)?)
-                .with_deadline(seconds("deadline", args.deadline)?))
-        });
-    let config = match config {
-        Ok(config) => config,
-        Err(error) => {
-            let _ = writeln!(out, "orders-gate: {error}");
-            return EXIT_USAGE;
-        }
-    };
-    let _ = writeln!(
-        out,
-        "orders-gate: checking {} (stage {})",
-        codepipeline_job::echo(config.api_url.as_str()),
-        codepipeline_job::echo(&config.stage)
-    );
-    let report = run_suite(&config).await;
-    for result in &report.results {
-        let _ = writeln!(out, "{result}");
+        Err(error) => GATE.usage_error(out, error),
     }
-    let _ = writeln!(out, "{}", report.headline());
-    if report.passed() {
-        EXIT_PASSED
-    } else {
-        EXIT_FAILED
-    }
+}
+
+fn config(args: &Args) -> Result<SuiteConfig, String> {
+    let config = SuiteConfig::new(&args.api_url, &args.stage).map_err(|e| e.to_string())?;
+    Ok(config
+        .with_request_timeout(seconds("request-timeout", args.request_timeout)?)
+        .with_processing_timeout(seconds("processing-timeout", args.processing_timeout)?)
+        .with_deadline(seconds("deadline", args.deadline)?))
 }

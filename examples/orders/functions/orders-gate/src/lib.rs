@@ -11,10 +11,15 @@
 //! The checks ([`suite`]) follow one order through the whole service: posted
 //! (201), read back (the same order), processed by the worker (so the queue
 //! message was consumed), and two error answers (unknown order, invalid
-//! order).
+//! order). Everything around them (the check results and the report, its
+//! failure message and output variables, the Lambda handler's shell, the
+//! command line's printing) is [`codepipeline_job::gate`]: a gate of your
+//! own needs its checks, a [`codepipeline_job::gate::Gate`] and this small
+//! wiring.
 
 pub mod cli;
 pub mod lambda;
 pub mod suite;
 
-pub use suite::{CheckResult, ConfigError, SuiteConfig, SuiteReport, run_suite};
+pub use codepipeline_job::gate::{CheckResult, SuiteReport};
+pub use suite::{ConfigError, SuiteConfig, run_suite};

@@ -1,11 +1,11 @@
 //! The Orders integration suite: one order followed through the service,
 //! and the two error answers a client relies on.
 
-use std::fmt;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use codepipeline_job::{MAX_FAILURE_MESSAGE_CHARS, OutputVariables, echo, truncate_chars};
+use codepipeline_job::gate::{CheckResult, SuiteReport};
+use codepipeline_job::{echo, truncate_chars};
 use reqwest::header::{CONTENT_TYPE, LOCATION};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{Value, json};
@@ -36,15 +36,6 @@ pub mod checks {
         UNKNOWN_ORDER,
         INVALID_ORDER,
     ];
-}
-
-/// The names of the gate's output variables (as run-tests', `docs/contracts.md`).
-pub mod variables {
-    pub const CHECKS_RUN: &str = "ChecksRun";
-    pub const CHECKS_FAILED: &str = "ChecksFailed";
-    pub const DURATION_SECONDS: &str = "DurationSeconds";
-    pub const API_URL: &str = "ApiUrl";
-    pub const STAGE: &str = "Stage";
 }
 
 /// Where and how to run the suite.
@@ -132,132 +123,6 @@ impl SuiteConfig {
     pub fn with_deadline(mut self, deadline: Duration) -> Self {
         self.deadline = deadline;
         self
-    }
-}
-
-/// The result of one check.
-#[derive(Debug, Clone)]
-pub struct CheckResult {
-    pub name: &'static str,
-    /// `POST /orders`, as messages show it.
-    pub request: String,
-    /// Empty when the check passed.
-    pub problems: Vec<String>,
-    pub elapsed: Duration,
-}
-
-impl CheckResult {
-    pub fn passed(&self) -> bool {
-        self.problems.is_empty()
-    }
-}
-
-impl fmt::Display for CheckResult {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let verdict = if self.passed() { "PASS" } else { "FAIL" };
-        write!(
-            f,
-            "{verdict} {} ({}) in {} ms",
-            self.name,
-            self.request,
-            self.elapsed.as_millis()
-        )?;
-        if !self.passed() {
-            write!(f, ": {}", self.problems.join("; "))?;
-        }
-        Ok(())
-    }
-}
-
-/// The whole suite's results.
-#[derive(Debug, Clone)]
-pub struct SuiteReport {
-    pub api_url: String,
-    pub stage: String,
-    pub results: Vec<CheckResult>,
-    pub elapsed: Duration,
-}
-
-impl SuiteReport {
-    pub fn passed(&self) -> bool {
-        self.results.iter().all(CheckResult::passed)
-    }
-
-    pub fn failures(&self) -> impl Iterator<Item = &CheckResult> {
-        self.results.iter().filter(|r| !r.passed())
-    }
-
-    /// The result of the check named `name`.
-    pub fn result(&self, name: &str) -> Option<&CheckResult> {
-        self.results.iter().find(|r| r.name == name)
-    }
-
-    /// One line: how many checks passed, against what, how long it took.
-    pub fn headline(&self) -> String {
-        let failed = self.failures().count();
-        let total = self.results.len();
-        let verdict = if failed == 0 {
-            format!("all {total} checks passed")
-        } else {
-            format!("{failed} of {total} checks failed")
-        };
-        format!(
-            "{verdict} against {} (stage {}) in {:.2} s",
-            echo(&self.api_url),
-            echo(&self.stage),
-            self.elapsed.as_secs_f64()
-        )
-    }
-
-    /// The success summary: the headline and the checks run.
-    pub fn success_summary(&self) -> String {
-        let names: Vec<&str> = self.results.iter().map(|r| r.name).collect();
-        format!("{}: {}", self.headline(), names.join(", "))
-    }
-
-    /// The gate's output variables: ChecksRun, ChecksFailed,
-    /// DurationSeconds, ApiUrl, Stage (values echoed, so always within
-    /// CodePipeline's limits).
-    pub fn output_variables(&self) -> OutputVariables {
-        let mut variables = OutputVariables::new();
-        let values = [
-            (variables::CHECKS_RUN, self.results.len().to_string()),
-            (
-                variables::CHECKS_FAILED,
-                self.failures().count().to_string(),
-            ),
-            (
-                variables::DURATION_SECONDS,
-                format!("{:.2}", self.elapsed.as_secs_f64()),
-            ),
-            (variables::API_URL, echo(&self.api_url).into_owned()),
-            (variables::STAGE, echo(&self.stage).into_owned()),
-        ];
-        for (name, value) in values {
-            if let Err(error) = variables.insert(name, value) {
-                tracing::warn!(%error, "output variable left out");
-            }
-        }
-        variables
-    }
-
-    /// The failure message: the headline, then each failed check and why,
-    /// within CodePipeline's 5000 characters (an equal share each).
-    pub fn failure_message(&self) -> String {
-        let mut message = self.headline();
-        let failed = self.failures().count().max(1);
-        let room = MAX_FAILURE_MESSAGE_CHARS.saturating_sub(message.chars().count());
-        let share = room / failed;
-        for failure in self.failures() {
-            let line = format!(
-                "\n- {} ({}): {}",
-                failure.name,
-                failure.request,
-                failure.problems.join("; ")
-            );
-            message.push_str(&truncate_chars(&line, share));
-        }
-        message
     }
 }
 
@@ -735,64 +600,6 @@ mod tests {
             SuiteConfig::new("http://h/", " ").unwrap_err(),
             ConfigError::EmptyStage
         );
-    }
-
-    fn report(problems: &[&[&str]]) -> SuiteReport {
-        SuiteReport {
-            api_url: "http://h/".into(),
-            stage: "beta".into(),
-            results: problems
-                .iter()
-                .enumerate()
-                .map(|(i, p)| CheckResult {
-                    name: checks::ALL[i],
-                    request: format!("GET /{i}"),
-                    problems: p.iter().map(|s| s.to_string()).collect(),
-                    elapsed: Duration::from_millis(5),
-                })
-                .collect(),
-            elapsed: Duration::from_millis(1234),
-        }
-    }
-
-    #[test]
-    fn the_output_variables_say_what_ran_what_failed_how_long_and_against_what() {
-        let variables = report(&[&[], &["x"], &[]]).output_variables();
-        assert_eq!(variables.get("ChecksRun"), Some("3"));
-        assert_eq!(variables.get("ChecksFailed"), Some("1"));
-        assert_eq!(variables.get("DurationSeconds"), Some("1.23"));
-        assert_eq!(variables.get("ApiUrl"), Some("http://h/"));
-        assert_eq!(variables.get("Stage"), Some("beta"));
-    }
-
-    #[test]
-    fn the_failure_message_names_each_failed_check_and_why() {
-        let message = report(&[&[], &["x is wrong"], &["y"]]).failure_message();
-        assert!(message.starts_with("2 of 3 checks failed"), "{message}");
-        assert!(
-            message.contains("\n- order read back (GET /1): x is wrong"),
-            "{message}"
-        );
-        assert!(
-            message.contains("\n- order processed by the worker (GET /2): y"),
-            "{message}"
-        );
-        assert!(!message.contains("- order posted"), "{message}");
-    }
-
-    #[test]
-    fn huge_reasons_stay_within_codepipelines_limit_and_keep_every_check() {
-        let huge = "b".repeat(100_000);
-        let one = [huge.as_str()];
-        let all: Vec<&[&str]> = vec![&one; 5];
-        let message = report(&all).failure_message();
-        assert!(message.chars().count() <= MAX_FAILURE_MESSAGE_CHARS);
-        for name in checks::ALL {
-            assert!(
-                message.contains(&format!("- {name} (")),
-                "{name} crowded out"
-            );
-        }
     }
 
     #[test]

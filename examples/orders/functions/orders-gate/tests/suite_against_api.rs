@@ -246,28 +246,6 @@ async fn a_failing_run_reports_one_job_failure_naming_the_check() {
 }
 
 #[tokio::test]
-async fn a_payload_without_an_api_url_is_reported_as_a_configuration_error() {
-    let failure = mock!(aws_sdk_codepipeline::Client::put_job_failure_result)
-        .match_requests(|req| {
-            req.failure_details().is_some_and(|d| {
-                d.r#type() == &FailureType::ConfigurationError
-                    && d.message().contains("missing field `apiUrl`")
-            })
-        })
-        .then_output(|| PutJobFailureResultOutput::builder().build());
-    let settled = orders_gate::lambda::handle_payload(
-        &reporter(&[&failure]),
-        json!({"jobId": JOB, "stage": "beta"}),
-        Duration::from_secs(5),
-        quick,
-    )
-    .await
-    .unwrap();
-    assert_eq!(settled.result, SettlementKind::Failed);
-    assert_eq!(failure.num_calls(), 1);
-}
-
-#[tokio::test]
 async fn an_unusable_api_url_is_reported_as_a_configuration_error() {
     let failure = mock!(aws_sdk_codepipeline::Client::put_job_failure_result)
         .match_requests(|req| {
@@ -286,21 +264,6 @@ async fn an_unusable_api_url_is_reported_as_a_configuration_error() {
     .await
     .unwrap();
     assert_eq!(failure.num_calls(), 1);
-}
-
-#[tokio::test]
-async fn a_payload_without_a_job_id_reports_nothing_and_is_an_error() {
-    let failure = mock!(aws_sdk_codepipeline::Client::put_job_failure_result)
-        .then_output(|| PutJobFailureResultOutput::builder().build());
-    let result = orders_gate::lambda::handle_payload(
-        &reporter(&[&failure]),
-        json!({"apiUrl": "http://h/", "stage": "beta"}),
-        Duration::from_secs(5),
-        quick,
-    )
-    .await;
-    assert!(result.is_err());
-    assert_eq!(failure.num_calls(), 0);
 }
 
 // ---- the command line -------------------------------------------------------------
