@@ -80,7 +80,7 @@ struct Cli {
     /// Where checkouts, artifacts and function logs go (default: <repo>/.rehearsal).
     #[arg(long)]
     work_dir: Option<PathBuf>,
-    /// The pinned tools scripts/build.sh needs (default: <repo>/.tools, from scripts/setup-tools.sh).
+    /// The pinned tools scripts/build.sh and moto need (default: <repo>/.tools, from scripts/setup-tools.sh rehearsal).
     #[arg(long)]
     tools_dir: Option<PathBuf>,
     /// Seconds between progress lines of a long action (the build, a gate waiting for its job's result).
