@@ -657,3 +657,36 @@ async fn an_example_commit_dropping_the_table_permission_fails_betas_gate_naming
     );
     rehearsal.shutdown().await;
 }
+
+/// The same for the queue: without SQSSendMessagePolicy the API's
+/// SendMessage is denied with SQS's own AccessDeniedException, and the log
+/// names the action and the queue.
+#[tokio::test]
+async fn an_example_commit_dropping_the_queue_permission_fails_betas_gate_naming_the_denied_call() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (_dir, repo) = scratch_copy(
+        &format!("{EXAMPLE}/app-sam.yaml"),
+        "        - SQSSendMessagePolicy:\n            QueueName: !GetAtt OrdersQueue.QueueName\n",
+        "",
+    );
+    let (rehearsal, report) = rehearse(example_options(&repo)).await;
+    let (at, error) = failed(&report);
+    assert_eq!(at, "Beta/IntegrationTests", "{error}");
+    assert!(
+        matches!(error, ActionError::JobReportedFailure { message, .. }
+            if message.contains("sqs SendMessage failed: AccessDeniedException")),
+        "{error:?}"
+    );
+    let log = e2e::repo_root().join(".rehearsal/logs/Orders-beta/Orders-beta-api.log");
+    let log = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+    assert!(
+        log.lines().any(|l| {
+            l.starts_with("[rehearsal] AccessDenied:")
+            && l.contains(
+                "may not sqs:SendMessage on arn:aws:sqs:us-east-1:123456789012:Orders-beta-orders;"
+            )
+        }),
+        "{log}"
+    );
+    rehearsal.shutdown().await;
+}

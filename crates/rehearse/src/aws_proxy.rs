@@ -217,7 +217,7 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
     };
     if denied::is_access_denied(status.as_u16(), &answer_body) {
         let call = note_denial(&shared, &parts, &body, &answer_body);
-        if let Some(response) = dynamodb_access_denied(&parts, &call, &answer_body) {
+        if let Some(response) = json_protocol_access_denied(&parts, &call, &answer_body) {
             return response;
         }
     }
@@ -227,26 +227,36 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
     response
 }
 
-/// DynamoDB's own answer to a denied call, in place of moto's: moto
-/// answers every denial with a 403 and a query-protocol XML body, which an
-/// SDK cannot read for DynamoDB's JSON protocol (the Rust SDK reports an
-/// `UnknownServiceError`), while DynamoDB answers HTTP 400 with
-/// `{"__type": "com.amazonaws.dynamodb.v20120810#AccessDeniedException",
-/// "message": ...}` ("Error handling with DynamoDB", Amazon DynamoDB
-/// Developer Guide: error components, the example response and
-/// AccessDeniedException under HTTP status code 400). So a function sees
-/// `AccessDeniedException`, as on AWS. The message follows IAM's "User: P
-/// is not authorized to perform: A on resource: R" with the resource the
-/// rehearsal worked out. Other services' answers pass unchanged.
-fn dynamodb_access_denied(
+/// The service's own answer to a denied call of a JSON-protocol service
+/// whose error shape AWS documents, in place of moto's: moto answers every
+/// denial with a 403 and a query-protocol XML body, which an SDK cannot read
+/// for a JSON protocol (the Rust SDK reports an `UnknownServiceError`).
+/// AWS answers HTTP 400 with `{"__type": "<namespace>#AccessDeniedException",
+/// "message": ...}`:
+/// - DynamoDB: "Error handling with DynamoDB" (Amazon DynamoDB Developer
+///   Guide: error components, the example response, AccessDeniedException
+///   under HTTP status code 400);
+/// - SQS: "Interpreting Amazon SQS JSON API responses" (Amazon SQS
+///   Developer Guide: the JSON error response structure) and "Common
+///   Errors" (Amazon SQS API Reference: AccessDeniedException, 400).
+///
+/// So a function sees `AccessDeniedException`, as on AWS. The message
+/// follows IAM's "User: P is not authorized to perform: A on resource: R"
+/// with the resource the rehearsal worked out. Other services' answers
+/// pass unchanged.
+fn json_protocol_access_denied(
     parts: &axum::http::request::Parts,
     call: &DeniedCall,
-    answer: &Bytes,
+    answer: &[u8],
 ) -> Option<Response> {
     let target = parts.headers.get("x-amz-target")?.to_str().ok()?;
-    if !target.starts_with("DynamoDB_20120810.") {
+    let namespace = if target.starts_with("DynamoDB_20120810.") {
+        "com.amazonaws.dynamodb.v20120810"
+    } else if target.starts_with("AmazonSQS.") {
+        "com.amazonaws.sqs"
+    } else {
         return None;
-    }
+    };
     let principal = local_resources::iam::Denial::from_body(&String::from_utf8_lossy(answer))
         .map(|d| d.principal)
         .unwrap_or_else(|| "the caller".to_string());
@@ -256,7 +266,7 @@ fn dynamodb_access_denied(
         .map(|r| format!(" on resource: {r}"))
         .unwrap_or_default();
     let body = serde_json::json!({
-        "__type": "com.amazonaws.dynamodb.v20120810#AccessDeniedException",
+        "__type": format!("{namespace}#AccessDeniedException"),
         "message": format!(
             "User: {principal} is not authorized to perform: {}{on} because no identity-based policy allows the {} action",
             call.action, call.action
@@ -362,4 +372,85 @@ fn proxy_error(status: StatusCode, message: &str) -> Response {
         body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MOTO_DENIAL: &[u8] = b"<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<ErrorResponse><Errors><Error><Code>AccessDenied</Code><Message>User: arn:aws:sts::123456789012:assumed-role/R/R is not authorized to perform: sqs:SendMessage</Message><Type>Sender</Type></Error></Errors></ErrorResponse>";
+
+    fn parts(target: Option<&str>) -> axum::http::request::Parts {
+        let mut request = axum::http::Request::builder().method("POST").uri("/");
+        if let Some(target) = target {
+            request = request.header("x-amz-target", target);
+        }
+        request.body(()).unwrap().into_parts().0
+    }
+
+    fn call(action: &str, resource: Option<&str>) -> DeniedCall {
+        DeniedCall {
+            service: action.split(':').next().unwrap().to_string(),
+            action: action.to_string(),
+            resource: resource.map(str::to_string),
+        }
+    }
+
+    async fn body_of(response: Response) -> (StatusCode, serde_json::Value) {
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_denied_sqs_json_call_is_answered_as_sqs_answers_it() {
+        let arn = "arn:aws:sqs:us-east-1:123456789012:q";
+        let response = json_protocol_access_denied(
+            &parts(Some("AmazonSQS.SendMessage")),
+            &call("sqs:SendMessage", Some(arn)),
+            MOTO_DENIAL,
+        )
+        .expect("SQS's JSON protocol is rewritten");
+        let (status, body) = body_of(response).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["__type"], "com.amazonaws.sqs#AccessDeniedException");
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("User: arn:aws:sts::123456789012:assumed-role/R/R is not authorized to perform: sqs:SendMessage on resource: arn:aws:sqs:us-east-1:123456789012:q"),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_denied_dynamodb_call_is_answered_as_dynamodb_answers_it() {
+        let response = json_protocol_access_denied(
+            &parts(Some("DynamoDB_20120810.PutItem")),
+            &call("dynamodb:PutItem", None),
+            MOTO_DENIAL,
+        )
+        .expect("DynamoDB is rewritten");
+        let (status, body) = body_of(response).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body["__type"],
+            "com.amazonaws.dynamodb.v20120810#AccessDeniedException"
+        );
+    }
+
+    #[test]
+    fn other_services_keep_motos_answer() {
+        for target in [None, Some("Kinesis_20131202.PutRecord")] {
+            assert!(
+                json_protocol_access_denied(
+                    &parts(target),
+                    &call("kinesis:PutRecord", None),
+                    MOTO_DENIAL
+                )
+                .is_none(),
+                "{target:?}"
+            );
+        }
+    }
 }
