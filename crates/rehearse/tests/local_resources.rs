@@ -680,12 +680,17 @@ async fn calls_through_the_proxy_keep_their_signature_and_denials_name_the_resou
         log,
         "[rehearsal] AccessDenied: role proxy-FnRole may not dynamodb:PutItem on arn:aws:dynamodb:us-east-1:123456789012:table/items; add the permission to the function's Policies\n"
     );
+    // SQS (JSON protocol) gets SQS's own AccessDeniedException.
     let purge = json!({"QueueUrl": p.queue_url});
-    let (status, _) = client
+    let (status, body) = client
         .json(&p.role, "sqs", "AmazonSQS", "PurgeQueue", &purge)
         .await
         .unwrap();
-    assert_eq!(status, 403);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("com.amazonaws.sqs#AccessDeniedException"),
+        "{body}"
+    );
     let log = std::fs::read_to_string(&p.log).unwrap();
     assert_eq!(log.lines().count(), 2, "{log}");
     assert!(
